@@ -1,0 +1,111 @@
+-- payhook schema (SQLite). Times are unix milliseconds (INTEGER); amounts are
+-- decimal strings (TEXT), never floats. The Postgres schema mirrors this one.
+
+CREATE TABLE merchants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    webhook_url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_expires_at INTEGER,
+    signature_scheme TEXT NOT NULL DEFAULT 'standard'
+        CHECK (signature_scheme IN ('standard', 'hex')),
+    signature_header TEXT,
+    signature_prefix TEXT,
+    -- extra static request headers, a JSON object; values are secrets
+    headers TEXT NOT NULL DEFAULT '{}',
+    -- JSON array of subscribed event types; NULL = all
+    event_types TEXT,
+    rate_limit_per_sec INTEGER,
+    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    disabled_reason TEXT,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE chains (
+    name TEXT PRIMARY KEY,
+    head INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE payments (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+    reference TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    token TEXT,
+    address TEXT NOT NULL,
+    expected_amount TEXT NOT NULL,
+    received_amount TEXT,
+    tx_hash TEXT,
+    block_number INTEGER,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'detected', 'confirmed', 'underpaid', 'overpaid', 'expired')),
+    callback_url TEXT,
+    expires_at INTEGER,
+    detected_at INTEGER,
+    confirmed_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (merchant_id, reference)
+);
+CREATE INDEX payments_detected ON payments (chain, block_number) WHERE status = 'detected';
+CREATE INDEX payments_expiring ON payments (expires_at) WHERE status = 'pending' AND expires_at IS NOT NULL;
+
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+    payment_id TEXT REFERENCES payments(id),
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX events_payment ON events (payment_id);
+
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+    url TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_status_code INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    completed_at INTEGER
+);
+CREATE INDEX deliveries_status ON deliveries (status, id);
+CREATE INDEX deliveries_merchant ON deliveries (merchant_id, id);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+
+CREATE TABLE delivery_attempts (
+    delivery_id TEXT NOT NULL REFERENCES deliveries(id),
+    attempt INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status_code INTEGER,
+    -- NULL on success; otherwise timeout | connect | status | redirect | body | request | rejected_target
+    error_kind TEXT,
+    error TEXT,
+    response_body TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+);
+
+CREATE TABLE dead_letters (
+    id TEXT PRIMARY KEY,
+    delivery_id TEXT NOT NULL UNIQUE REFERENCES deliveries(id),
+    event_id TEXT NOT NULL REFERENCES events(id),
+    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+    url TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('exhausted', 'gone', 'endpoint_disabled', 'rejected_target')),
+    last_status_code INTEGER,
+    last_error TEXT,
+    dead_at INTEGER NOT NULL,
+    resubmitted_at INTEGER,
+    resubmitted_delivery_id TEXT
+);
+CREATE INDEX dead_letters_merchant ON dead_letters (merchant_id, dead_at);
+CREATE INDEX dead_letters_dead_at ON dead_letters (dead_at);

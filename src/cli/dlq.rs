@@ -1,0 +1,112 @@
+//! `payhook dlq list|resubmit`.
+
+use clap::Subcommand;
+
+use super::output;
+use crate::delivery::dlq;
+use crate::error::{AppError, AppResult};
+use crate::store::dead_letters::{self, Filter};
+use crate::store::{Page, Store};
+use crate::time::parse_rfc3339;
+
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    #[arg(long = "merchant-id", alias = "merchant")]
+    merchant_id: Option<String>,
+    /// exhausted, gone, endpoint_disabled or rejected_target.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Dead at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Dead before this RFC 3339 time.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> AppResult<Filter> {
+        Ok(Filter {
+            merchant_id: self.merchant_id,
+            reason: self.reason,
+            since: self.since.as_deref().map(|s| parse_rfc3339("--since", s)).transpose()?,
+            until: self.until.as_deref().map(|s| parse_rfc3339("--until", s)).transpose()?,
+            unresubmitted_only: false,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Resubmit one dead letter by id, or every match of the filters with --all.
+    Resubmit {
+        /// The dead letter id (dlq_…).
+        id: Option<String>,
+        /// Resubmit every not-yet-resubmitted row matching the filters.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
+    match cmd {
+        DlqCmd::List { filter, limit, cursor } => {
+            let rows = dead_letters::list(store, &filter.filter()?, &Page::new(limit, cursor)?).await?;
+            let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+            if json {
+                output::json(&views);
+            } else {
+                let table: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.clone(),
+                            r.event_id.clone(),
+                            r.reason.clone(),
+                            r.attempts.to_string(),
+                            output::opt(&r.last_status_code),
+                            r.dead_at.clone(),
+                            output::opt(&r.resubmitted_delivery_id),
+                        ]
+                    })
+                    .collect();
+                output::table(&["id", "event", "reason", "attempts", "last_code", "dead_at", "resubmitted_as"], &table);
+            }
+        }
+        DlqCmd::Resubmit { id, all, filter } => match (id, all) {
+            (Some(id), false) => {
+                let delivery_id = dlq::resubmit(store, &id).await?;
+                if json {
+                    output::json(&serde_json::json!({"id": id, "resubmitted_delivery_id": delivery_id}));
+                } else {
+                    println!("resubmitted {id} as delivery {delivery_id}");
+                }
+            }
+            (None, true) => {
+                let count = dlq::resubmit_matching(store, &filter.filter()?).await?;
+                if json {
+                    output::json(&serde_json::json!({"count": count}));
+                } else {
+                    println!("resubmitted {count} dead letters");
+                }
+            }
+            _ => {
+                return Err(AppError::bad_input(
+                    "dlq resubmit: give one dead letter id, or --all with optional filters (not both)",
+                ))
+            }
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `payhook merchant add|list|show|rotate-secret|enable|test`.
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+
+use super::output;
+use crate::config::Config;
+use crate::error::{AppError, AppResult};
+use crate::ops::merchants::{self, NewMerchant};
+use crate::store::{self, Page, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCmd {
+    /// Register a merchant; prints its signing secret (shown only now).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Where events are POSTed.
+        #[arg(long = "webhook-url", alias = "url")]
+        webhook_url: String,
+        /// standard (Standard Webhooks, default) or hex.
+        #[arg(long = "signature-scheme", alias = "scheme")]
+        signature_scheme: Option<String>,
+        /// Header of the hex scheme [default: x-payhook-signature].
+        #[arg(long = "signature-header")]
+        signature_header: Option<String>,
+        /// Prefix of the hex scheme [default: sha256=].
+        #[arg(long = "signature-prefix")]
+        signature_prefix: Option<String>,
+        /// Extra static header "Name: value" (repeatable; values are secret).
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// Subscribe only to these event types (repeatable or comma-separated).
+        #[arg(long = "event-type", value_delimiter = ',')]
+        event_types: Vec<String>,
+        /// Per-endpoint rate limit override (requests per second).
+        #[arg(long = "rate-limit-per-sec")]
+        rate_limit_per_sec: Option<i64>,
+    },
+    /// List merchants, newest first.
+    List {
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one merchant (never its secret).
+    Show { id: String },
+    /// Issue a new secret; the old one keeps signing during the overlap.
+    RotateSecret {
+        id: String,
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+    },
+    /// Re-enable a disabled endpoint.
+    Enable { id: String },
+    /// Send a webhook.test event.
+    Test { id: String },
+}
+
+fn parse_header(raw: &str) -> AppResult<(String, String)> {
+    let (k, v) = raw.split_once(':').ok_or_else(|| {
+        AppError::bad_input(format!("--header: expected \"Name: value\", got {raw:?}"))
+    })?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> AppResult<()> {
+    match cmd {
+        MerchantCmd::Add {
+            name,
+            webhook_url,
+            signature_scheme,
+            signature_header,
+            signature_prefix,
+            headers,
+            event_types,
+            rate_limit_per_sec,
+        } => {
+            let headers: BTreeMap<String, String> =
+                headers.iter().map(|h| parse_header(h)).collect::<AppResult<_>>()?;
+            let input = NewMerchant {
+                name,
+                webhook_url,
+                signature_scheme,
+                signature_header,
+                signature_prefix,
+                headers: (!headers.is_empty()).then_some(headers),
+                event_types: (!event_types.is_empty()).then_some(event_types),
+                rate_limit_per_sec,
+            };
+            let created = merchants::create(store, cfg, input).await?;
+            if json {
+                output::json(&created);
+            } else {
+                output::record(&created.merchant);
+                println!("secret            {}", created.secret);
+                println!("\nKeep the secret: it is shown only now (and on rotate-secret).");
+            }
+        }
+        MerchantCmd::List { limit, cursor } => {
+            let list = store::merchants::list(store, &Page::new(limit, cursor)?).await?;
+            let views: Vec<_> = list.iter().map(|m| m.view()).collect();
+            if json {
+                output::json(&views);
+            } else {
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|m| vec![m.id.clone(), m.name.clone(), m.status.clone(), m.signature_scheme.clone(), m.webhook_url.clone()])
+                    .collect();
+                output::table(&["id", "name", "status", "scheme", "webhook_url"], &rows);
+            }
+        }
+        MerchantCmd::Show { id } => {
+            let m = store::merchants::get(store, &id).await?.view();
+            if json {
+                output::json(&m);
+            } else {
+                output::record(&m);
+            }
+        }
+        MerchantCmd::RotateSecret { id, overlap } => {
+            let overlap = super::duration_arg("--overlap", &overlap)?;
+            let rotated = merchants::rotate_secret(store, &id, overlap).await?;
+            if json {
+                output::json(&rotated);
+            } else {
+                println!("new secret  {}", rotated.secret);
+                println!(
+                    "the previous secret keeps signing until {}",
+                    rotated.merchant.previous_secret_expires_at.clone().unwrap_or_default()
+                );
+            }
+        }
+        MerchantCmd::Enable { id } => {
+            let m = merchants::enable(store, &id).await?;
+            if json {
+                output::json(&m);
+            } else {
+                println!("merchant {} is {}", m.id, m.status);
+            }
+        }
+        MerchantCmd::Test { id } => {
+            let (event_id, delivery_id) = merchants::send_test(store, &id).await?;
+            if json {
+                output::json(&serde_json::json!({"event_id": event_id, "delivery_id": delivery_id}));
+            } else {
+                println!("queued webhook.test {event_id} as delivery {}", output::opt(&delivery_id));
+            }
+        }
+    }
+    Ok(())
+}

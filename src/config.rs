@@ -1,0 +1,336 @@
+//! One `Config`, layered defaults → `config.toml` → `PAYHOOK__SECTION__KEY`
+//! environment variables, validated once at load. A bad key or value stops
+//! start-up with a message that names the key and the accepted form.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::AppError;
+
+/// A duration written as a humantime string (`"10s"`, `"5m"`, `"6h"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration string such as \"10s\", \"5m\" or \"6h\"")
+        })?;
+        parse_duration(&raw)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"10s"`, `"5m"`, `"1h 30m"`; the error names the accepted form.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw.trim()).map_err(|_| {
+        format!("expected a duration such as \"500ms\", \"10s\", \"5m\" or \"6h\", got {raw:?}")
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub scanner: ScannerConfig,
+    #[serde(default)]
+    pub chains: BTreeMap<String, ChainConfig>,
+    pub delivery: DeliveryConfig,
+    pub retry: RetryConfig,
+    pub circuit: CircuitConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScannerConfig {
+    pub interval: HumanDuration,
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub confirmations: u32,
+    #[serde(default)]
+    pub rpc_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub concurrency: u32,
+    pub timeout: HumanDuration,
+    pub connect_timeout: HumanDuration,
+    pub max_response_bytes: u32,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub max_in_flight_per_endpoint: u32,
+    pub allow_http: bool,
+    pub allow_private_targets: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub base: HumanDuration,
+    pub cap: HumanDuration,
+    pub jitter: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitConfig {
+    pub failure_threshold: u32,
+    pub cooldown: HumanDuration,
+    pub disable_after: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+fn secs(s: u64) -> HumanDuration {
+    HumanDuration(Duration::from_secs(s))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: DatabaseConfig {
+                url: "sqlite://payhook.db?mode=rwc".into(),
+                max_connections: 8,
+            },
+            scanner: ScannerConfig {
+                interval: secs(5),
+                batch_size: 500,
+            },
+            chains: BTreeMap::new(),
+            delivery: DeliveryConfig {
+                concurrency: 64,
+                timeout: secs(10),
+                connect_timeout: secs(3),
+                max_response_bytes: 4096,
+                rate_limit_per_sec: 20,
+                rate_limit_burst: 10,
+                max_in_flight_per_endpoint: 8,
+                allow_http: false,
+                allow_private_targets: false,
+            },
+            retry: RetryConfig {
+                max_attempts: 20,
+                base: secs(5),
+                cap: secs(6 * 3600),
+                jitter: 0.2,
+            },
+            circuit: CircuitConfig {
+                failure_threshold: 10,
+                cooldown: secs(60),
+                disable_after: secs(5 * 86400),
+            },
+            admin: AdminConfig {
+                listen: "127.0.0.1:8080".into(),
+                token: None,
+            },
+            log: LogConfig {
+                format: LogFormat::Pretty,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if it exists, or fails when `required`),
+    /// then `PAYHOOK__…` variables, and validates the result.
+    pub fn load(path: &Path, required: bool) -> Result<Config, AppError> {
+        if required && !path.exists() {
+            return Err(AppError::config(format!(
+                "config file {} not found (run `payhook init` to write one, or pass --config FILE)",
+                path.display()
+            )));
+        }
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("PAYHOOK__").split("__").lowercase(true));
+        let cfg: Config = figment.extract().map_err(|e| {
+            let msgs: Vec<String> = e.into_iter().map(describe_figment_error).collect();
+            AppError::config(msgs.join("; "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the values serde alone cannot: URL forms, ranges, chain names.
+    pub fn validate(&self) -> Result<(), AppError> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(bad("database.url", "sqlite://… or postgres://…", url));
+        }
+        positive("database.max_connections", self.database.max_connections as u64)?;
+        positive("scanner.batch_size", self.scanner.batch_size as u64)?;
+        nonzero_duration("scanner.interval", self.scanner.interval)?;
+        for (name, chain) in &self.chains {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+                return Err(bad(&format!("chains.{name}"), "a lowercase chain name of a-z, 0-9, - and _", name));
+            }
+            positive(&format!("chains.{name}.confirmations"), chain.confirmations as u64)?;
+            if let Some(rpc) = &chain.rpc_url {
+                match url::Url::parse(rpc) {
+                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                    _ => return Err(bad(&format!("chains.{name}.rpc_url"), "an http:// or https:// URL", rpc)),
+                }
+            }
+        }
+        let d = &self.delivery;
+        positive("delivery.concurrency", d.concurrency as u64)?;
+        nonzero_duration("delivery.timeout", d.timeout)?;
+        nonzero_duration("delivery.connect_timeout", d.connect_timeout)?;
+        positive("delivery.rate_limit_per_sec", d.rate_limit_per_sec as u64)?;
+        positive("delivery.rate_limit_burst", d.rate_limit_burst as u64)?;
+        positive("delivery.max_in_flight_per_endpoint", d.max_in_flight_per_endpoint as u64)?;
+        let r = &self.retry;
+        positive("retry.max_attempts", r.max_attempts as u64)?;
+        nonzero_duration("retry.base", r.base)?;
+        nonzero_duration("retry.cap", r.cap)?;
+        if r.cap.0 < r.base.0 {
+            return Err(AppError::config(format!(
+                "retry.cap: expected a duration at least retry.base ({}), got {}",
+                humantime::format_duration(r.base.0),
+                humantime::format_duration(r.cap.0)
+            )));
+        }
+        if !(0.0..1.0).contains(&r.jitter) || !r.jitter.is_finite() {
+            return Err(bad("retry.jitter", "a number from 0.0 up to (not including) 1.0", &r.jitter.to_string()));
+        }
+        positive("circuit.failure_threshold", self.circuit.failure_threshold as u64)?;
+        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("admin.listen", "an address and port such as \"127.0.0.1:8080\"", &self.admin.listen));
+        }
+        if let Some(t) = &self.admin.token {
+            if t.len() < 16 {
+                return Err(AppError::config(
+                    "admin.token: expected at least 16 characters (run `payhook init` to generate one)".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `admin.token` is required by the processes that serve the admin API.
+    pub fn require_admin_token(&self) -> Result<&str, AppError> {
+        self.admin.token.as_deref().ok_or_else(|| {
+            AppError::config(
+                "admin.token: required (a random string of at least 16 characters; `payhook init` writes one)"
+                    .to_string(),
+            )
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres")
+    }
+}
+
+fn bad(key: &str, accepted: &str, got: &str) -> AppError {
+    AppError::config(format!("{key}: expected {accepted}, got {got:?}"))
+}
+
+fn positive(key: &str, v: u64) -> Result<(), AppError> {
+    if v == 0 {
+        return Err(bad(key, "a whole number greater than 0", "0"));
+    }
+    Ok(())
+}
+
+fn nonzero_duration(key: &str, d: HumanDuration) -> Result<(), AppError> {
+    if d.0.is_zero() {
+        return Err(bad(key, "a duration greater than zero such as \"10s\"", "0s"));
+    }
+    Ok(())
+}
+
+/// Figment says "for key default.delivery.timeout"; we say `delivery.timeout: …`.
+fn describe_figment_error(e: figment::Error) -> String {
+    let key = e.path.join(".");
+    let kind = match &e.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            let full = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            return format!(
+                "{full}: unknown key (accepted here: {})",
+                expected.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        figment::error::Kind::MissingField(field) => {
+            let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            return format!("{full}: missing required value");
+        }
+        other => other.to_string(),
+    };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+            Some(src) => format!(" (from {src})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("{kind}{source}")
+    } else {
+        format!("{key}: {kind}{source}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn duration_error_names_accepted_form() {
+        let e = parse_duration("ten seconds").unwrap_err();
+        assert!(e.contains("\"10s\""), "{e}");
+    }
+}

@@ -1,0 +1,60 @@
+//! The dead-letter queue: resubmission of dead deliveries. A resubmission is
+//! a new delivery of the same event (same `webhook-id`, same body) to the
+//! event's current target, and marks the DLQ row — once: a second
+//! resubmission of the same row is a conflict.
+
+use crate::error::{AppError, AppResult};
+use crate::store::dead_letters::{self, Filter};
+use crate::store::{events, Page, Store, Tx};
+use crate::time::now_ms;
+
+/// Resubmits one row; returns the new delivery id.
+pub async fn resubmit(store: &Store, dlq_id: &str) -> AppResult<String> {
+    let mut tx = store.begin_write().await?;
+    let delivery_id = resubmit_in(&mut tx, dlq_id, now_ms()).await?;
+    store.commit(tx, true).await?;
+    Ok(delivery_id)
+}
+
+async fn resubmit_in(tx: &mut Tx, dlq_id: &str, now: i64) -> AppResult<String> {
+    let row = dead_letters::get_in(tx, dlq_id).await?;
+    if let Some(done) = &row.resubmitted_delivery_id {
+        return Err(AppError::conflict(format!(
+            "dead letter {dlq_id} was already resubmitted as delivery {done}"
+        )));
+    }
+    let url = events::current_target(tx, &row.event_id).await?;
+    let delivery_id = events::insert_delivery(tx, &row.event_id, &row.merchant_id, &url, now).await?;
+    if !dead_letters::mark_resubmitted(tx, dlq_id, &delivery_id, now).await? {
+        return Err(AppError::conflict(format!("dead letter {dlq_id} was already resubmitted")));
+    }
+    Ok(delivery_id)
+}
+
+/// Resubmits every row matching `filter` that was not resubmitted yet;
+/// returns how many. Works in chunks, one transaction each.
+pub async fn resubmit_matching(store: &Store, filter: &Filter) -> AppResult<u64> {
+    filter.validate()?;
+    let filter = Filter {
+        unresubmitted_only: true,
+        ..filter.clone()
+    };
+    let mut total = 0u64;
+    loop {
+        let rows = dead_letters::list(store, &filter, &Page::new(Some(Page::MAX), None)?).await?;
+        if rows.is_empty() {
+            return Ok(total);
+        }
+        let mut tx = store.begin_write().await?;
+        let now = now_ms();
+        for row in &rows {
+            match resubmit_in(&mut tx, &row.id, now).await {
+                Ok(_) => total += 1,
+                // Resubmitted by someone else meanwhile: skip it.
+                Err(e) if e.kind == crate::error::ErrorKind::Conflict => {}
+                Err(e) => return Err(e),
+            }
+        }
+        store.commit(tx, true).await?;
+    }
+}

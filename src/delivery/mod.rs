@@ -1,0 +1,19 @@
+//! Outbound delivery: one apalis job is one attempt.
+//!
+//! - `queue`   — apalis storages, workers, enqueue inside a store transaction
+//! - `sender`  — one attempt: vet target → rate limit → sign → POST → classify
+//! - `signer`  — `standard` (Standard Webhooks) and `hex` signatures, and `verify`
+//! - `retry`   — backoff schedule and Retry-After parsing (pure functions)
+//! - `governor`— per-endpoint rate limit (GCRA)
+//! - `target`  — URL and address vetting (SSRF guard)
+//! - `writer`  — batches attempt outcomes into few transactions
+//! - `dlq`     — dead letters and resubmission
+
+pub mod dlq;
+pub mod governor;
+pub mod queue;
+pub mod retry;
+pub mod sender;
+pub mod signer;
+pub mod target;
+pub mod writer;

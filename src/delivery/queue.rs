@@ -1,0 +1,233 @@
+//! apalis wiring: two queues (first attempts, retries) so a retry backlog
+//! never starves new events; jobs pushed inside the caller's transaction;
+//! workers with explicit names, concurrency, poll interval and batch size;
+//! pruning of finished jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::Strategy;
+use apalis_sqlite::SqliteStorage;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::sender::Sender;
+use crate::error::{AppError, AppResult};
+use crate::store::{Store, Tx};
+
+/// One job = one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryJob {
+    pub delivery_id: String,
+    /// 1-based number of the attempt this job makes.
+    pub attempt: i64,
+}
+
+impl DeliveryJob {
+    pub fn first(delivery_id: &str) -> Self {
+        DeliveryJob {
+            delivery_id: delivery_id.to_string(),
+            attempt: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    First,
+    Retry,
+}
+
+impl Lane {
+    pub fn queue(self) -> &'static str {
+        match self {
+            Lane::First => "payhook.deliveries.first",
+            Lane::Retry => "payhook.deliveries.retry",
+        }
+    }
+}
+
+/// Wakes this process's workers right after a commit that queued jobs, so
+/// pickup does not wait for the poll interval.
+#[derive(Clone, Default)]
+pub struct QueueSignal(Arc<Notify>);
+
+impl QueueSignal {
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+    }
+
+    fn stream(&self) -> impl Stream<Item = ()> + Unpin + Send + Sync + 'static {
+        let notify = self.0.clone();
+        Box::pin(futures::stream::unfold(notify, |n| async move {
+            n.notified().await;
+            Some(((), n))
+        }))
+    }
+}
+
+/// Creates apalis' tables. (Not `SqliteStorage::setup`, which would also
+/// switch one connection to `synchronous = OFF`.)
+pub async fn setup(pool: &sqlx::SqlitePool) -> AppResult<()> {
+    SqliteStorage::<()>::migrations().run(pool).await?;
+    Ok(())
+}
+
+/// Queues one attempt in the caller's transaction. The queue schedules in
+/// whole seconds, so `run_at_ms` is rounded up: never early.
+pub async fn push(tx: &mut Tx, job: &DeliveryJob, run_at_ms: i64, lane: Lane) -> AppResult<()> {
+    let args = serde_json::to_vec(job).map_err(|e| AppError::internal(format!("encode job: {e}")))?;
+    let run_at_secs = (run_at_ms.max(0) as u64).div_ceil(1000);
+    let task = TaskBuilder::new(args).run_at_timestamp(run_at_secs).build();
+    apalis_sqlite::queries::push_tasks(&mut **tx, lane.queue(), &[task]).await?;
+    Ok(())
+}
+
+/// Worker settings derived from config.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub first_concurrency: usize,
+    pub retry_concurrency: usize,
+    pub poll_interval: Duration,
+    pub batch_size: usize,
+    /// A worker silent this long has its jobs handed to others.
+    pub orphan_after: Duration,
+}
+
+impl WorkerSettings {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let c = cfg.delivery.concurrency as usize;
+        // Retries get their own slots (a quarter, at least 1) so a backlog of
+        // retries to failing endpoints cannot take the first attempts' slots.
+        let retry = (c / 4).max(1);
+        WorkerSettings {
+            first_concurrency: c,
+            retry_concurrency: retry,
+            poll_interval: Duration::from_millis(200),
+            batch_size: c.clamp(10, 200),
+            // Longer than one attempt can take, so a busy worker is never
+            // mistaken for a dead one.
+            orphan_after: (cfg.delivery.timeout.0 * 2).max(Duration::from_secs(10)),
+        }
+    }
+}
+
+async fn handle(job: DeliveryJob, sender: Data<Arc<Sender>>) -> Result<(), BoxDynError> {
+    sender.handle(job).await.map_err(|e| Box::new(e) as BoxDynError)
+}
+
+/// Runs both lanes' workers until `shutdown` is cancelled.
+pub async fn run_workers(
+    store: Store,
+    sender: Arc<Sender>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> AppResult<()> {
+    let instance = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+    let mut handles = Vec::new();
+    for (lane, concurrency) in [
+        (Lane::First, settings.first_concurrency),
+        (Lane::Retry, settings.retry_concurrency),
+    ] {
+        let heartbeat = Duration::from_secs(2);
+        let missed = (settings.orphan_after.as_secs() / 2).max(2) as usize;
+        let config = apalis_sqlite::Config::default()
+            .queue(lane.queue())
+            .batch_size(settings.batch_size)
+            .heartbeat_interval(heartbeat)
+            .missed_heartbeats(missed);
+        let signal = store.signal().clone();
+        let pool = store.pool().clone();
+        let sender = sender.clone();
+        let poll_interval = settings.poll_interval;
+        let name = format!("{}-{instance}", lane.queue());
+        let token = shutdown.clone();
+        let runtime = tokio::runtime::Handle::current();
+        // apalis' worker future is Send in practice but rustc cannot prove it
+        // through its higher-ranked bounds, so it cannot go to tokio::spawn;
+        // it is driven on a blocking-pool thread instead. Its jobs are still
+        // spawned onto the runtime (`parallelize`), so they use every core.
+        handles.push(tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                let strategy = Strategy::new().stream(signal.stream()).interval(poll_interval);
+                let backend = SqliteStorage::<DeliveryJob>::new(&pool)
+                    .with_config(config)
+                    .poll_with_strategy(strategy);
+                let worker = WorkerBuilder::new(name)
+                    .backend(backend)
+                    .concurrency(concurrency)
+                    .parallelize(|job| tokio::spawn(job))
+                    .data(sender)
+                    .build(handle);
+                worker
+                    .run_until(async move {
+                        token.cancelled().await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }));
+    }
+    let pruner = tokio::spawn(prune_loop(store.clone(), shutdown.clone()));
+    let mut result = Ok(());
+    for h in handles {
+        let r = match h.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AppError::internal(format!("delivery worker stopped: {e}"))),
+            Err(e) => Err(AppError::internal(format!("delivery worker panicked: {e}"))),
+        };
+        if r.is_err() && result.is_ok() {
+            // One lane failing stops the process; the other lane stops too.
+            shutdown.cancel();
+            result = r;
+        }
+    }
+    shutdown.cancel();
+    let _ = pruner.await;
+    result
+}
+
+/// Finished jobs are pruned a minute after they finish: the `deliveries`
+/// and `delivery_attempts` tables are the record, the queue is only a queue.
+async fn prune_loop(store: Store, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        if let Err(e) = prune(&store).await {
+            tracing::warn!(error = %e, "pruning finished queue jobs failed");
+        }
+    }
+}
+
+pub async fn prune(store: &Store) -> AppResult<u64> {
+    let done = sqlx::query(
+        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL \
+         AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - 60",
+    )
+    .execute(store.pool())
+    .await?;
+    sqlx::query(
+        "DELETE FROM Workers WHERE last_seen < CAST(strftime('%s', 'now') AS INTEGER) - 3600 \
+         AND id NOT IN (SELECT lock_by FROM Jobs WHERE lock_by IS NOT NULL)",
+    )
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Jobs not yet finished, per lane (for progress and tests).
+pub async fn pending_jobs(store: &Store) -> AppResult<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM Jobs WHERE job_type IN ($1, $2) AND status NOT IN ('Done', 'Killed')",
+    )
+    .bind(Lane::First.queue())
+    .bind(Lane::Retry.queue())
+    .fetch_one(store.pool())
+    .await?)
+}

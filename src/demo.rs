@@ -1,0 +1,1 @@
+pub async fn run(_cfg: crate::config::Config) -> crate::error::AppResult<()> { Ok(()) }

@@ -1,0 +1,143 @@
+//! Exact decimal amounts. Amounts travel as the strings the gateway sent
+//! (`"100.00"` stays `"100.00"` in the webhook body) and are compared digit by
+//! digit, so any precision works: 18-decimal token amounts of any size
+//! compare exactly, which a 28-digit fixed decimal type cannot promise.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::error::AppError;
+
+/// Digits allowed before and after the point: wider than any token needs
+/// (uint256 has 78 decimal digits), small enough to bound work on bad input.
+const MAX_INT_DIGITS: usize = 78;
+const MAX_FRAC_DIGITS: usize = 36;
+
+/// A non-negative decimal amount kept as its original string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amount(String);
+
+impl Amount {
+    /// Accepts `123`, `123.45`, `0.000000000000000001`; rejects signs,
+    /// exponents, spaces, empty parts and more digits than any chain uses.
+    pub fn parse(field: &str, raw: &str) -> Result<Amount, AppError> {
+        let err = || {
+            AppError::bad_input(format!(
+                "{field}: expected a non-negative decimal string such as \"100.00\" \
+                 (digits, at most one '.', no sign or exponent), got {raw:?}"
+            ))
+        };
+        let (int, frac) = match raw.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (raw, None),
+        };
+        if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        if let Some(f) = frac {
+            if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            if f.len() > MAX_FRAC_DIGITS {
+                return Err(AppError::bad_input(format!(
+                    "{field}: at most {MAX_FRAC_DIGITS} digits after the point, got {}",
+                    f.len()
+                )));
+            }
+        }
+        if int.len() > MAX_INT_DIGITS {
+            return Err(AppError::bad_input(format!(
+                "{field}: at most {MAX_INT_DIGITS} digits before the point, got {}",
+                int.len()
+            )));
+        }
+        Ok(Amount(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Integer digits without leading zeros and fraction digits without
+    /// trailing zeros: equal amounts have equal parts.
+    fn parts(&self) -> (&str, &str) {
+        let (int, frac) = self.0.split_once('.').unwrap_or((&self.0, ""));
+        (int.trim_start_matches('0'), frac.trim_end_matches('0'))
+    }
+}
+
+impl Ord for Amount {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (ai, af) = self.parts();
+        let (bi, bf) = other.parts();
+        ai.len()
+            .cmp(&bi.len())
+            .then_with(|| ai.cmp(bi))
+            // Fractions compare lexicographically once trailing zeros are
+            // gone: "5" > "49" because 0.5 > 0.49.
+            .then_with(|| af.cmp(bf))
+    }
+}
+
+impl PartialOrd for Amount {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a received amount relates to the expected one.
+pub fn classify(expected: &Amount, received: &Amount) -> &'static str {
+    match received.cmp(expected) {
+        Ordering::Less => "underpaid",
+        Ordering::Equal => "confirmed",
+        Ordering::Greater => "overpaid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Amount {
+        Amount::parse("amount", s).unwrap()
+    }
+
+    #[test]
+    fn classification_is_exact_at_the_last_of_18_decimals() {
+        let expected = a("1.000000000000000001");
+        assert_eq!(classify(&expected, &a("1.000000000000000001")), "confirmed");
+        assert_eq!(classify(&expected, &a("1.000000000000000000")), "underpaid");
+        assert_eq!(classify(&expected, &a("1.000000000000000002")), "overpaid");
+        assert_eq!(classify(&expected, &a("1.0000000000000000010")), "confirmed");
+    }
+
+    #[test]
+    fn large_amounts_past_28_digits_compare_exactly() {
+        let expected = a("123456789012345678901234.123456789012345678");
+        assert_eq!(classify(&expected, &a("123456789012345678901234.123456789012345677")), "underpaid");
+        assert_eq!(classify(&expected, &a("0123456789012345678901234.12345678901234567800")), "confirmed");
+    }
+
+    #[test]
+    fn zeros_and_padding_compare_equal() {
+        assert_eq!(a("100"), a("100")); // same string
+        assert_eq!(a("100.00").cmp(&a("100")), Ordering::Equal);
+        assert_eq!(a("0.5").cmp(&a("0.49")), Ordering::Greater);
+        assert_eq!(a("0").cmp(&a("0.000")), Ordering::Equal);
+        assert_eq!(a("9.9").cmp(&a("10")), Ordering::Less);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_plain_decimal() {
+        for bad in ["", "-1", "+1", "1e5", "1.", ".5", "1.2.3", " 1", "1,5", "NaN", "0x10", "１"] {
+            let e = Amount::parse("expected_amount", bad).unwrap_err();
+            assert!(e.message.starts_with("expected_amount: expected"), "{bad}: {}", e.message);
+        }
+    }
+}

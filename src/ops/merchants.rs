@@ -1,0 +1,196 @@
+//! Merchant operations: create (validates and issues the secret), rotate the
+//! secret, enable, send a test event.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::delivery::signer;
+use crate::delivery::target::{self, TargetPolicy};
+use crate::error::{AppError, AppResult};
+use crate::events::{self, EventType};
+use crate::ids;
+use crate::store::merchants::{self, Merchant, MerchantView};
+use crate::store::{self, Store};
+use crate::time::now_ms;
+
+/// Headers payhook sets itself; a merchant's extra headers may not replace them.
+const RESERVED_HEADERS: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMerchant {
+    pub name: String,
+    pub webhook_url: String,
+    #[serde(default)]
+    pub signature_scheme: Option<String>,
+    #[serde(default)]
+    pub signature_header: Option<String>,
+    #[serde(default)]
+    pub signature_prefix: Option<String>,
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<i64>,
+}
+
+/// A merchant with its secret: shown only at creation and rotation.
+#[derive(Debug, Serialize)]
+pub struct WithSecret {
+    #[serde(flatten)]
+    pub merchant: MerchantView,
+    pub secret: String,
+}
+
+pub fn target_policy(cfg: &Config) -> TargetPolicy {
+    TargetPolicy {
+        allow_http: cfg.delivery.allow_http,
+        allow_private_targets: cfg.delivery.allow_private_targets,
+    }
+}
+
+pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResult<WithSecret> {
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(AppError::bad_input("name: expected 1 to 200 characters"));
+    }
+    target::vet_url("webhook_url", &input.webhook_url, target_policy(cfg))?;
+    let scheme = input.signature_scheme.as_deref().unwrap_or("standard");
+    let (header, prefix) = match scheme {
+        "standard" => {
+            if input.signature_header.is_some() || input.signature_prefix.is_some() {
+                return Err(AppError::bad_input(
+                    "signature_header/signature_prefix: only used with signature_scheme \"hex\"",
+                ));
+            }
+            (None, None)
+        }
+        "hex" => {
+            let header = input
+                .signature_header
+                .as_deref()
+                .unwrap_or(signer::DEFAULT_HEX_HEADER)
+                .to_ascii_lowercase();
+            if HeaderName::from_bytes(header.as_bytes()).is_err() || RESERVED_HEADERS.contains(&header.as_str()) {
+                return Err(AppError::bad_input(format!(
+                    "signature_header: expected an HTTP header name such as \"X-Webhook-Signature\" \
+                     (not one payhook sets itself), got {header:?}"
+                )));
+            }
+            let prefix = input.signature_prefix.clone().unwrap_or_else(|| signer::DEFAULT_HEX_PREFIX.to_string());
+            if prefix.len() > 64 || HeaderValue::from_str(&prefix).is_err() {
+                return Err(AppError::bad_input(
+                    "signature_prefix: expected up to 64 printable characters such as \"sha256=\" or \"\"",
+                ));
+            }
+            (Some(header), Some(prefix))
+        }
+        other => {
+            return Err(AppError::bad_input(format!(
+                "signature_scheme: expected \"standard\" or \"hex\", got {other:?}"
+            )))
+        }
+    };
+    let mut headers = serde_json::Map::new();
+    for (k, v) in input.headers.unwrap_or_default() {
+        let lower = k.to_ascii_lowercase();
+        if HeaderName::from_bytes(k.as_bytes()).is_err()
+            || RESERVED_HEADERS.contains(&lower.as_str())
+            || Some(&lower) == header.as_ref()
+        {
+            return Err(AppError::bad_input(format!(
+                "headers: {k:?} is not a header name a merchant may set (reserved: {})",
+                RESERVED_HEADERS.join(", ")
+            )));
+        }
+        if HeaderValue::from_str(&v).is_err() {
+            return Err(AppError::bad_input(format!(
+                "headers.{k}: expected a printable header value"
+            )));
+        }
+        headers.insert(k, serde_json::Value::String(v));
+    }
+    let event_types = match input.event_types {
+        None => None,
+        Some(list) => {
+            for t in &list {
+                EventType::parse(t).map_err(|e| AppError::bad_input(format!("event_types: {}", e.message)))?;
+            }
+            Some(serde_json::to_string(&list).unwrap_or_default())
+        }
+    };
+    if let Some(r) = input.rate_limit_per_sec {
+        if !(1..=100_000).contains(&r) {
+            return Err(AppError::bad_input(format!(
+                "rate_limit_per_sec: expected a whole number from 1 to 100000, got {r}"
+            )));
+        }
+    }
+    let secret = ids::new_secret();
+    let m = Merchant {
+        id: ids::new_id(ids::MERCHANT),
+        name: name.to_string(),
+        webhook_url: input.webhook_url,
+        secret: secret.clone(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        signature_scheme: scheme.to_string(),
+        signature_header: header,
+        signature_prefix: prefix,
+        headers: serde_json::Value::Object(headers).to_string(),
+        event_types,
+        rate_limit_per_sec: input.rate_limit_per_sec,
+        status: "active".into(),
+        disabled_reason: None,
+        created_at: now_ms(),
+    };
+    merchants::insert(store, &m).await?;
+    Ok(WithSecret {
+        merchant: m.view(),
+        secret,
+    })
+}
+
+/// New secret; the old one keeps signing (scheme `standard`) for `overlap`.
+pub async fn rotate_secret(store: &Store, id: &str, overlap: Duration) -> AppResult<WithSecret> {
+    if overlap > Duration::from_secs(30 * 86400) {
+        return Err(AppError::bad_input("overlap: expected at most 30 days, such as \"24h\""));
+    }
+    let secret = ids::new_secret();
+    merchants::rotate_secret(store, id, &secret, now_ms() + overlap.as_millis() as i64).await?;
+    let m = merchants::get(store, id).await?;
+    Ok(WithSecret {
+        merchant: m.view(),
+        secret,
+    })
+}
+
+pub async fn enable(store: &Store, id: &str) -> AppResult<MerchantView> {
+    merchants::set_status(store, id, "active", None).await?;
+    Ok(merchants::get(store, id).await?.view())
+}
+
+/// Queues a `webhook.test` event to the merchant's URL; returns the event id.
+pub async fn send_test(store: &Store, id: &str) -> AppResult<(String, Option<String>)> {
+    let m = merchants::get(store, id).await?;
+    let now = now_ms();
+    let event_id = ids::new_id(ids::EVENT);
+    let body = events::test_body(&event_id, now, &m.id);
+    let mut tx = store.begin_write().await?;
+    let delivery = store::events::insert_with_delivery(&mut tx, &event_id, &m, None, EventType::Test, &body, &m.webhook_url, now).await?;
+    store.commit(tx, true).await?;
+    Ok((event_id, delivery))
+}

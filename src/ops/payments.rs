@@ -1,0 +1,142 @@
+//! Payment operations: register a payment, record a chain sighting
+//! (`pending` → `detected`, with its `payment.detected` event in the same
+//! transaction), set a chain head.
+
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::delivery::target;
+use crate::error::{AppError, AppResult};
+use crate::events::{self, EventType};
+use crate::ids;
+use crate::money::Amount;
+use crate::ops::merchants::target_policy;
+use crate::store::payments::{self, Payment};
+use crate::store::{self, chains, merchants, Store};
+use crate::time::{now_ms, parse_rfc3339};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPayment {
+    pub merchant_id: String,
+    pub reference: String,
+    pub chain: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    pub address: String,
+    pub expected_amount: String,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detection {
+    pub tx_hash: String,
+    pub amount: String,
+    pub block_number: i64,
+}
+
+fn known_chain(cfg: &Config, chain: &str) -> AppResult<()> {
+    if cfg.chains.contains_key(chain) {
+        return Ok(());
+    }
+    let known: Vec<&str> = cfg.chains.keys().map(String::as_str).collect();
+    Err(AppError::bad_input(format!(
+        "chain: expected one of the configured chains ({}), got {chain:?}",
+        if known.is_empty() { "none configured: add [chains.<name>] to config.toml".to_string() } else { known.join(", ") }
+    )))
+}
+
+fn text(field: &str, v: &str, max: usize) -> AppResult<()> {
+    if v.trim().is_empty() || v.len() > max {
+        return Err(AppError::bad_input(format!("{field}: expected 1 to {max} characters")));
+    }
+    Ok(())
+}
+
+pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult<Payment> {
+    text("reference", &input.reference, 200)?;
+    text("address", &input.address, 200)?;
+    known_chain(cfg, &input.chain)?;
+    if let Some(t) = &input.token {
+        text("token", t, 100)?;
+    }
+    Amount::parse("expected_amount", &input.expected_amount)?;
+    if let Some(u) = &input.callback_url {
+        target::vet_url("callback_url", u, target_policy(cfg))?;
+    }
+    let expires_at = input.expires_at.as_deref().map(|s| parse_rfc3339("expires_at", s)).transpose()?;
+    let merchant = merchants::get(store, &input.merchant_id).await?;
+    let now = now_ms();
+    let p = Payment {
+        id: ids::new_id(ids::PAYMENT),
+        merchant_id: merchant.id,
+        reference: input.reference,
+        chain: input.chain,
+        token: input.token,
+        address: input.address,
+        expected_amount: input.expected_amount,
+        received_amount: None,
+        tx_hash: None,
+        block_number: None,
+        status: "pending".into(),
+        callback_url: input.callback_url,
+        expires_at,
+        detected_at: None,
+        confirmed_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    payments::insert(store, &p).await?;
+    Ok(p)
+}
+
+/// Records a sighting. Reporting the same transaction again is a no-op
+/// that returns the payment; a different one for a detected payment is a
+/// conflict.
+pub async fn detect(store: &Store, id: &str, d: Detection) -> AppResult<Payment> {
+    text("tx_hash", &d.tx_hash, 200)?;
+    Amount::parse("amount", &d.amount)?;
+    if d.block_number < 0 {
+        return Err(AppError::bad_input(format!(
+            "block_number: expected a non-negative whole number, got {}",
+            d.block_number
+        )));
+    }
+    let now = now_ms();
+    let mut tx = store.begin_write().await?;
+    let current = payments::get_in(&mut tx, id).await?;
+    if !payments::mark_detected(&mut tx, id, &d.tx_hash, &d.amount, d.block_number, now).await? {
+        drop(tx);
+        if current.tx_hash.as_deref() == Some(d.tx_hash.as_str()) {
+            return Ok(current);
+        }
+        return Err(AppError::conflict(format!(
+            "payment {id} is {} and cannot be detected again",
+            current.status
+        )));
+    }
+    let p = payments::get_in(&mut tx, id).await?;
+    let merchant = merchants::get(store, &p.merchant_id).await?;
+    let head = chains::head_in(&mut tx, &p.chain).await?;
+    let event_id = ids::new_id(ids::EVENT);
+    let body = events::payment_body(&event_id, EventType::Detected, now, &p, head);
+    let url = p.callback_url.clone().unwrap_or_else(|| merchant.webhook_url.clone());
+    store::events::insert_with_delivery(&mut tx, &event_id, &merchant, Some(&p.id), EventType::Detected, &body, &url, now)
+        .await?;
+    store.commit(tx, true).await?;
+    Ok(p)
+}
+
+pub async fn set_head(store: &Store, cfg: &Config, chain: &str, height: i64) -> AppResult<()> {
+    known_chain(cfg, chain)?;
+    if height < 0 {
+        return Err(AppError::bad_input(format!(
+            "height: expected a non-negative whole number, got {height}"
+        )));
+    }
+    chains::set_head(store, chain, height, now_ms()).await
+}

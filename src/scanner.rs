@@ -1,0 +1,186 @@
+//! The scanner: finds payments due for confirmation or expiry and moves them,
+//! writing state + event + due delivery + queue job in ONE transaction per
+//! batch. Every state change is a conditional update, so a crash at any
+//! instant or a second scanner can neither lose an event nor confirm twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::AppResult;
+use crate::events::{self, EventType};
+use crate::ids;
+use crate::money::{classify, Amount};
+use crate::store::merchants::Merchant;
+use crate::store::payments::{self, Payment};
+use crate::store::{self, chains, merchants, Store, Tx};
+use crate::time::now_ms;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScanReport {
+    pub confirmed: u64,
+    pub underpaid: u64,
+    pub overpaid: u64,
+    pub expired: u64,
+}
+
+impl ScanReport {
+    fn add(&mut self, status: &str) {
+        match status {
+            "confirmed" => self.confirmed += 1,
+            "underpaid" => self.underpaid += 1,
+            "overpaid" => self.overpaid += 1,
+            "expired" => self.expired += 1,
+            _ => {}
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.confirmed + self.underpaid + self.overpaid + self.expired
+    }
+}
+
+/// One full scan: every configured chain, then expiries, batch by batch.
+pub async fn scan_once(store: &Store, cfg: &Config) -> AppResult<ScanReport> {
+    let mut report = ScanReport::default();
+    let batch = cfg.scanner.batch_size as i64;
+    for (chain, chain_cfg) in &cfg.chains {
+        loop {
+            let moved = confirm_batch(store, chain, chain_cfg.confirmations as i64, batch, &mut report).await?;
+            if moved < batch as usize {
+                break;
+            }
+        }
+    }
+    loop {
+        let moved = expire_batch(store, batch, &mut report).await?;
+        if moved < batch as usize {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn confirm_batch(
+    store: &Store,
+    chain: &str,
+    confirmations: i64,
+    batch: i64,
+    report: &mut ScanReport,
+) -> AppResult<usize> {
+    let mut tx = store.begin_write().await?;
+    let Some(head) = chains::head_in(&mut tx, chain).await? else {
+        return Ok(0);
+    };
+    // confirmations = head - block_number + 1 >= required
+    let max_block = head - confirmations + 1;
+    let due = payments::due_for_confirmation(&mut tx, chain, max_block, batch).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let mut cache = HashMap::new();
+    let mut queued = false;
+    let mut moved = 0;
+    for p in &due {
+        let (Ok(expected), Some(Ok(received))) = (
+            Amount::parse("expected_amount", &p.expected_amount),
+            p.received_amount.as_deref().map(|r| Amount::parse("received_amount", r)),
+        ) else {
+            tracing::error!(payment_id = %p.id, "stored amount is not a decimal; payment left detected");
+            continue;
+        };
+        let status = classify(&expected, &received);
+        if !payments::mark_final(&mut tx, &p.id, status, now).await? {
+            continue;
+        }
+        let mut updated = p.clone();
+        updated.status = status.to_string();
+        updated.confirmed_at = Some(now);
+        queued |= emit(&mut tx, store, &mut cache, &updated, Some(head), now).await?;
+        report.add(status);
+        moved += 1;
+    }
+    store.commit(tx, queued).await?;
+    Ok(moved)
+}
+
+async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> AppResult<usize> {
+    let now = now_ms();
+    let mut tx = store.begin_write().await?;
+    let due = payments::due_for_expiry(&mut tx, now, batch).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut cache = HashMap::new();
+    let mut queued = false;
+    let mut moved = 0;
+    for p in &due {
+        if !payments::mark_expired(&mut tx, &p.id, now).await? {
+            continue;
+        }
+        let mut updated = p.clone();
+        updated.status = "expired".into();
+        queued |= emit(&mut tx, store, &mut cache, &updated, None, now).await?;
+        report.add("expired");
+        moved += 1;
+    }
+    store.commit(tx, queued).await?;
+    Ok(moved)
+}
+
+/// Writes the event for the payment's new status and its delivery.
+async fn emit(
+    tx: &mut Tx,
+    store: &Store,
+    cache: &mut HashMap<String, Merchant>,
+    p: &Payment,
+    head: Option<i64>,
+    now: i64,
+) -> AppResult<bool> {
+    let Some(kind) = EventType::for_payment_status(&p.status) else {
+        return Ok(false);
+    };
+    if !cache.contains_key(&p.merchant_id) {
+        let m = merchants::get(store, &p.merchant_id).await?;
+        cache.insert(p.merchant_id.clone(), m);
+    }
+    let merchant = &cache[&p.merchant_id];
+    let event_id = ids::new_id(ids::EVENT);
+    let body = events::payment_body(&event_id, kind, now, p, head);
+    let url = p.callback_url.as_deref().unwrap_or(&merchant.webhook_url);
+    let delivery = store::events::insert_with_delivery(tx, &event_id, merchant, Some(&p.id), kind, &body, url, now).await?;
+    Ok(delivery.is_some())
+}
+
+/// Scans every `scanner.interval` until `shutdown`. A failed scan is logged
+/// once and retried at the next tick.
+pub async fn run_loop(store: Store, cfg: Config, shutdown: CancellationToken) {
+    let interval: Duration = cfg.scanner.interval.0;
+    let mut failing = false;
+    loop {
+        match scan_once(&store, &cfg).await {
+            Ok(r) => {
+                if failing {
+                    tracing::info!("scanner recovered");
+                    failing = false;
+                }
+                if r.total() > 0 {
+                    tracing::info!(confirmed = r.confirmed, underpaid = r.underpaid, overpaid = r.overpaid, expired = r.expired, "scan");
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "scan failed; retrying every scanner.interval");
+                    failing = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The `chains` table: the last known head height of each chain.
+
+use serde::Serialize;
+
+use super::{Store, Tx};
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct ChainHead {
+    pub name: String,
+    pub head: i64,
+    pub updated_at: i64,
+}
+
+/// Sets the head height (reported by the gateway or read from a node).
+pub async fn set_head(store: &Store, chain: &str, height: i64, now: i64) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
+    )
+    .bind(chain)
+    .bind(height)
+    .bind(now)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn list(store: &Store) -> AppResult<Vec<ChainHead>> {
+    Ok(sqlx::query_as::<_, ChainHead>("SELECT name, head, updated_at FROM chains ORDER BY name")
+        .fetch_all(store.pool())
+        .await?)
+}
+
+pub async fn head_in(tx: &mut Tx, chain: &str) -> AppResult<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT head FROM chains WHERE name = $1")
+        .bind(chain)
+        .fetch_optional(&mut **tx)
+        .await?)
+}

@@ -1,0 +1,160 @@
+//! The `dead_letters` table (the DLQ). Policy — when to dead-letter, how to
+//! resubmit — lives in `delivery::dlq`; this module only reads and writes rows.
+
+use serde::Serialize;
+
+use super::{Page, Store, Tx};
+use crate::error::{AppError, AppResult};
+use crate::ids;
+use crate::time::rfc3339;
+
+pub const REASONS: [&str; 4] = ["exhausted", "gone", "endpoint_disabled", "rejected_target"];
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeadLetter {
+    pub id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub merchant_id: String,
+    pub url: String,
+    pub attempts: i64,
+    pub reason: String,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub dead_at: i64,
+    pub resubmitted_at: Option<i64>,
+    pub resubmitted_delivery_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetterView {
+    pub id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub merchant_id: String,
+    pub url: String,
+    pub attempts: i64,
+    pub reason: String,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub dead_at: String,
+    pub resubmitted_at: Option<String>,
+    pub resubmitted_delivery_id: Option<String>,
+}
+
+impl DeadLetter {
+    pub fn view(&self) -> DeadLetterView {
+        DeadLetterView {
+            id: self.id.clone(),
+            delivery_id: self.delivery_id.clone(),
+            event_id: self.event_id.clone(),
+            merchant_id: self.merchant_id.clone(),
+            url: self.url.clone(),
+            attempts: self.attempts,
+            reason: self.reason.clone(),
+            last_status_code: self.last_status_code,
+            last_error: self.last_error.clone(),
+            dead_at: rfc3339(self.dead_at),
+            resubmitted_at: self.resubmitted_at.map(rfc3339),
+            resubmitted_delivery_id: self.resubmitted_delivery_id.clone(),
+        }
+    }
+}
+
+/// Filters of `dlq list` and bulk resubmission.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub merchant_id: Option<String>,
+    pub reason: Option<String>,
+    /// Dead at or after (unix ms).
+    pub since: Option<i64>,
+    /// Dead before (unix ms).
+    pub until: Option<i64>,
+    /// Only rows not yet resubmitted.
+    pub unresubmitted_only: bool,
+}
+
+impl Filter {
+    pub fn validate(&self) -> AppResult<()> {
+        if let Some(r) = &self.reason {
+            if !REASONS.contains(&r.as_str()) {
+                return Err(AppError::bad_input(format!(
+                    "reason: expected one of {}, got {r:?}",
+                    REASONS.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "id, delivery_id, event_id, merchant_id, url, attempts, reason, last_status_code, \
+            last_error, dead_at, resubmitted_at, resubmitted_delivery_id"
+    };
+}
+
+/// Dead-letters a delivery whose row was just marked `dead` in `tx`.
+pub async fn insert(tx: &mut Tx, delivery_id: &str, reason: &str, now: i64) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, url, attempts, reason, \
+         last_status_code, last_error, dead_at) \
+         SELECT $1, id, event_id, merchant_id, url, attempts, $3, last_status_code, last_error, $4 \
+         FROM deliveries WHERE id = $2 ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(ids::new_id(ids::DEAD_LETTER))
+    .bind(delivery_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(store: &Store, id: &str) -> AppResult<DeadLetter> {
+    sqlx::query_as::<_, DeadLetter>(concat!("SELECT ", columns!(), " FROM dead_letters WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or_else(|| AppError::not_found("dead letter", id))
+}
+
+pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<DeadLetter>> {
+    filter.validate()?;
+    Ok(sqlx::query_as::<_, DeadLetter>(concat!("SELECT ", columns!(), " FROM dead_letters WHERE ($1 IS NULL OR merchant_id = $1) AND ($2 IS NULL OR reason = $2) \
+         AND ($3 IS NULL OR dead_at >= $3) AND ($4 IS NULL OR dead_at < $4) \
+         AND ($5 = 0 OR resubmitted_at IS NULL) AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"))
+    .bind(&filter.merchant_id)
+    .bind(&filter.reason)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.unresubmitted_only as i64)
+    .bind(&page.cursor)
+    .bind(page.limit)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Marks a row resubmitted, only if it was not already; false if it was.
+pub async fn mark_resubmitted(tx: &mut Tx, id: &str, new_delivery_id: &str, now: i64) -> AppResult<bool> {
+    let done = sqlx::query(
+        "UPDATE dead_letters SET resubmitted_at = $2, resubmitted_delivery_id = $3 \
+         WHERE id = $1 AND resubmitted_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(new_delivery_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Reads one row inside a write transaction (so a resubmit sees the latest state).
+pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<DeadLetter> {
+    sqlx::query_as::<_, DeadLetter>(concat!("SELECT ", columns!(), " FROM dead_letters WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("dead letter", id))
+}

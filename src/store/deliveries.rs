@@ -1,0 +1,329 @@
+//! The `deliveries` and `delivery_attempts` tables: what the sender loads
+//! for one attempt, and the batched write of attempt outcomes.
+
+use serde::Serialize;
+
+use super::{Page, Store};
+use crate::delivery::queue::{self, DeliveryJob, Lane};
+use crate::error::{AppError, AppResult};
+use crate::time::rfc3339;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub merchant_id: String,
+    pub url: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Attempt {
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub merchant_id: String,
+    pub url: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl Delivery {
+    pub fn view(&self, attempts: Option<&[Attempt]>) -> DeliveryView {
+        DeliveryView {
+            id: self.id.clone(),
+            event_id: self.event_id.clone(),
+            merchant_id: self.merchant_id.clone(),
+            url: self.url.clone(),
+            status: self.status.clone(),
+            attempts: self.attempts,
+            next_attempt_at: if self.status == "pending" { self.next_attempt_at.map(rfc3339) } else { None },
+            last_status_code: self.last_status_code,
+            last_error: self.last_error.clone(),
+            created_at: rfc3339(self.created_at),
+            completed_at: self.completed_at.map(rfc3339),
+            attempt_log: attempts.map(|list| {
+                list.iter()
+                    .map(|a| AttemptView {
+                        attempt: a.attempt,
+                        started_at: rfc3339(a.started_at),
+                        duration_ms: a.duration_ms,
+                        status_code: a.status_code,
+                        error_kind: a.error_kind.clone(),
+                        error: a.error.clone(),
+                        response_body: a.response_body.clone(),
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "id, event_id, merchant_id, url, status, attempts, next_attempt_at, last_status_code, \
+            last_error, created_at, updated_at, completed_at"
+    };
+}
+
+/// Everything one attempt needs, in one indexed query.
+#[derive(Clone, sqlx::FromRow)]
+pub struct AttemptContext {
+    pub delivery_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub url: String,
+    pub event_id: String,
+    pub payload: String,
+    pub merchant_id: String,
+    pub merchant_status: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    pub signature_scheme: String,
+    pub signature_header: Option<String>,
+    pub signature_prefix: Option<String>,
+    pub headers: String,
+    pub rate_limit_per_sec: Option<i64>,
+}
+
+impl std::fmt::Debug for AttemptContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptContext")
+            .field("delivery_id", &self.delivery_id)
+            .field("event_id", &self.event_id)
+            .field("merchant_id", &self.merchant_id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn attempt_context(store: &Store, delivery_id: &str) -> AppResult<Option<AttemptContext>> {
+    Ok(sqlx::query_as::<_, AttemptContext>(
+        "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
+         m.id AS merchant_id, m.status AS merchant_status, m.secret, m.previous_secret, \
+         m.previous_secret_expires_at, m.signature_scheme, m.signature_header, m.signature_prefix, \
+         m.headers, m.rate_limit_per_sec \
+         FROM deliveries d JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id \
+         WHERE d.id = $1",
+    )
+    .bind(delivery_id)
+    .fetch_optional(store.pool())
+    .await?)
+}
+
+/// One recorded attempt (a row of `delivery_attempts`).
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error_kind: Option<&'static str>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Succeeded,
+    /// Try again at this time (unix ms).
+    Retry { at_ms: i64 },
+    /// Dead-letter with this reason.
+    Dead { reason: &'static str },
+}
+
+/// The result of handling one job, written by the outcome writer.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Attempted {
+        delivery_id: String,
+        record: AttemptRecord,
+        next: Next,
+    },
+    /// Not attempted (rate limit, disabled endpoint): run the same attempt later.
+    Deferred {
+        delivery_id: String,
+        attempt: i64,
+        at_ms: i64,
+    },
+}
+
+/// Writes many outcomes in one transaction: the attempt rows, the delivery
+/// state, the next job or the dead letter. A stale outcome (the delivery was
+/// already settled, e.g. a job re-run after a crash) changes nothing.
+pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> AppResult<()> {
+    let mut tx = store.begin_write().await?;
+    let mut queued = false;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Attempted { delivery_id, record, next } => {
+                let (status, next_at, completed) = match next {
+                    Next::Succeeded => ("succeeded", None, Some(now)),
+                    Next::Retry { at_ms } => ("pending", Some(*at_ms), None),
+                    Next::Dead { .. } => ("dead", None, Some(now)),
+                };
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_status_code = $5, \
+                     last_error = $6, updated_at = $7, completed_at = $8 \
+                     WHERE id = $1 AND status = 'pending' AND attempts = $3 - 1",
+                )
+                .bind(delivery_id)
+                .bind(status)
+                .bind(record.attempt)
+                .bind(next_at)
+                .bind(record.status_code)
+                .bind(&record.error)
+                .bind(now)
+                .bind(completed)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
+                     error_kind, error, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(delivery_id)
+                .bind(record.attempt)
+                .bind(record.started_at)
+                .bind(record.duration_ms)
+                .bind(record.status_code)
+                .bind(record.error_kind)
+                .bind(&record.error)
+                .bind(&record.response_body)
+                .execute(&mut *tx)
+                .await?;
+                match next {
+                    Next::Succeeded => {}
+                    Next::Retry { at_ms } => {
+                        let job = DeliveryJob {
+                            delivery_id: delivery_id.clone(),
+                            attempt: record.attempt + 1,
+                        };
+                        queue::push(&mut tx, &job, *at_ms, Lane::Retry).await?;
+                        queued = true;
+                    }
+                    Next::Dead { reason } => {
+                        crate::store::dead_letters::insert(&mut tx, delivery_id, reason, now).await?;
+                    }
+                }
+            }
+            Outcome::Deferred { delivery_id, attempt, at_ms } => {
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET next_attempt_at = $2, updated_at = $3 \
+                     WHERE id = $1 AND status = 'pending' AND attempts = $4 - 1",
+                )
+                .bind(delivery_id)
+                .bind(at_ms)
+                .bind(now)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 1 {
+                    let job = DeliveryJob {
+                        delivery_id: delivery_id.clone(),
+                        attempt: *attempt,
+                    };
+                    let lane = if *attempt == 1 { Lane::First } else { Lane::Retry };
+                    queue::push(&mut tx, &job, *at_ms, lane).await?;
+                    queued = true;
+                }
+            }
+        }
+    }
+    store.commit(tx, queued).await
+}
+
+pub async fn get(store: &Store, id: &str) -> AppResult<Delivery> {
+    sqlx::query_as::<_, Delivery>(concat!("SELECT ", columns!(), " FROM deliveries WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or_else(|| AppError::not_found("delivery", id))
+}
+
+pub async fn attempts(store: &Store, delivery_id: &str) -> AppResult<Vec<Attempt>> {
+    Ok(sqlx::query_as::<_, Attempt>(
+        "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body \
+         FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+    )
+    .bind(delivery_id)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+pub async fn list(
+    store: &Store,
+    status: Option<&str>,
+    merchant_id: Option<&str>,
+    event_id: Option<&str>,
+    page: &Page,
+) -> AppResult<Vec<Delivery>> {
+    if let Some(s) = status {
+        if !["pending", "succeeded", "dead"].contains(&s) {
+            return Err(AppError::bad_input(format!(
+                "status: expected pending, succeeded or dead, got {s:?}"
+            )));
+        }
+    }
+    Ok(sqlx::query_as::<_, Delivery>(concat!("SELECT ", columns!(), " FROM deliveries WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR merchant_id = $2) \
+         AND ($3 IS NULL OR event_id = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"))
+    .bind(status)
+    .bind(merchant_id)
+    .bind(event_id)
+    .bind(&page.cursor)
+    .bind(page.limit)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Counts by status, for progress displays and the bench.
+pub async fn count_by_status(store: &Store) -> AppResult<(i64, i64, i64)> {
+    let row: (i64, i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) FROM deliveries",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    Ok(row)
+}

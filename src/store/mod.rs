@@ -1,0 +1,142 @@
+//! Everything SQL. One module per table family; the rest of payhook calls
+//! these functions and never writes SQL of its own.
+//!
+//! Statements use `$1`-style placeholders and portable SQL (`RETURNING`,
+//! `ON CONFLICT`) that SQLite and Postgres both accept, so the Postgres
+//! backend adds a pool variant here rather than a second copy of the queries.
+//! Write transactions on SQLite start with `BEGIN IMMEDIATE`, so two writers
+//! queue on `busy_timeout` instead of failing a lock upgrade.
+
+pub mod chains;
+pub mod dead_letters;
+pub mod deliveries;
+pub mod events;
+pub mod merchants;
+pub mod payments;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::config::Config;
+use crate::delivery::queue::QueueSignal;
+use crate::error::{AppError, AppResult};
+
+pub type Tx = Transaction<'static, Sqlite>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The handle every part of payhook shares: a pool, plus the signal that
+/// wakes local queue workers when a transaction has made work due.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    signal: QueueSignal,
+}
+
+impl Store {
+    /// Opens the database named by `database.url`. Every connection gets WAL,
+    /// a busy timeout and `synchronous = NORMAL` (see README, "Durability").
+    pub async fn connect(cfg: &Config) -> AppResult<Store> {
+        if cfg.is_postgres() {
+            return Err(AppError::config(
+                "database.url: the Postgres backend is not built yet; use sqlite://… for now",
+            ));
+        }
+        let opts = SqliteConnectOptions::from_str(&cfg.database.url)
+            .map_err(|e| {
+                AppError::config(format!(
+                    "database.url: expected sqlite://PATH[?mode=rwc] or postgres://…, got {:?} ({e})",
+                    cfg.database.url
+                ))
+            })?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .pragma("temp_store", "MEMORY");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(cfg.database.max_connections)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts)
+            .await
+            .map_err(|e| AppError::internal(format!("cannot open database {}: {e}", redact_url(&cfg.database.url))))?;
+        Ok(Store {
+            pool,
+            signal: QueueSignal::default(),
+        })
+    }
+
+    /// Applies payhook's migrations and the queue's own tables.
+    pub async fn migrate(&self) -> AppResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        crate::delivery::queue::setup(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn signal(&self) -> &QueueSignal {
+        &self.signal
+    }
+
+    /// A write transaction that holds the write lock from its first statement.
+    pub async fn begin_write(&self) -> AppResult<Tx> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Commits, then wakes local workers if the transaction queued jobs.
+    pub async fn commit(&self, tx: Tx, queued_jobs: bool) -> AppResult<()> {
+        tx.commit().await?;
+        if queued_jobs {
+            self.signal.wake();
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> AppResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hides a password in a database URL before it reaches a message.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// Pages of list routes: `limit` rows after `cursor` (an id), newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: i64,
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    pub const MAX: i64 = 500;
+
+    pub fn new(limit: Option<i64>, cursor: Option<String>) -> AppResult<Page> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=Page::MAX).contains(&limit) {
+            return Err(AppError::bad_input(format!(
+                "limit: expected a whole number from 1 to {}, got {limit}",
+                Page::MAX
+            )));
+        }
+        Ok(Page { limit, cursor })
+    }
+}

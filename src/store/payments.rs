@@ -1,0 +1,200 @@
+//! The `payments` table: registration, detection, and the rows the scanner
+//! moves to a final state. State changes are conditional updates
+//! (`WHERE status = …`), so two scanners can never both make the same change.
+
+use serde::Serialize;
+
+use super::{Store, Tx};
+use crate::error::{AppError, AppResult};
+use crate::time::rfc3339;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Payment {
+    pub id: String,
+    pub merchant_id: String,
+    pub reference: String,
+    pub chain: String,
+    pub token: Option<String>,
+    pub address: String,
+    pub expected_amount: String,
+    pub received_amount: Option<String>,
+    pub tx_hash: Option<String>,
+    pub block_number: Option<i64>,
+    pub status: String,
+    pub callback_url: Option<String>,
+    pub expires_at: Option<i64>,
+    pub detected_at: Option<i64>,
+    pub confirmed_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PaymentView {
+    pub id: String,
+    pub merchant_id: String,
+    pub reference: String,
+    pub chain: String,
+    pub token: Option<String>,
+    pub address: String,
+    pub expected_amount: String,
+    pub received_amount: Option<String>,
+    pub tx_hash: Option<String>,
+    pub block_number: Option<i64>,
+    pub status: String,
+    pub callback_url: Option<String>,
+    pub expires_at: Option<String>,
+    pub detected_at: Option<String>,
+    pub confirmed_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Payment {
+    pub fn view(&self) -> PaymentView {
+        PaymentView {
+            id: self.id.clone(),
+            merchant_id: self.merchant_id.clone(),
+            reference: self.reference.clone(),
+            chain: self.chain.clone(),
+            token: self.token.clone(),
+            address: self.address.clone(),
+            expected_amount: self.expected_amount.clone(),
+            received_amount: self.received_amount.clone(),
+            tx_hash: self.tx_hash.clone(),
+            block_number: self.block_number,
+            status: self.status.clone(),
+            callback_url: self.callback_url.clone(),
+            expires_at: self.expires_at.map(rfc3339),
+            detected_at: self.detected_at.map(rfc3339),
+            confirmed_at: self.confirmed_at.map(rfc3339),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "id, merchant_id, reference, chain, token, address, expected_amount, received_amount, \
+            tx_hash, block_number, status, callback_url, expires_at, detected_at, confirmed_at, created_at, updated_at"
+    };
+}
+
+pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
+    let res = sqlx::query(
+        "INSERT INTO payments (id, merchant_id, reference, chain, token, address, expected_amount, status, \
+         callback_url, expires_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $10)",
+    )
+    .bind(&p.id)
+    .bind(&p.merchant_id)
+    .bind(&p.reference)
+    .bind(&p.chain)
+    .bind(&p.token)
+    .bind(&p.address)
+    .bind(&p.expected_amount)
+    .bind(&p.callback_url)
+    .bind(p.expires_at)
+    .bind(p.created_at)
+    .execute(store.pool())
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(AppError::conflict(format!(
+            "reference: {:?} is already used by another payment of merchant {}",
+            p.reference, p.merchant_id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(store: &Store, id: &str) -> AppResult<Payment> {
+    sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or_else(|| AppError::not_found("payment", id))
+}
+
+pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<Payment> {
+    sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("payment", id))
+}
+
+/// `pending` → `detected` with the sighting; false if it was not pending.
+pub async fn mark_detected(
+    tx: &mut Tx,
+    id: &str,
+    tx_hash: &str,
+    amount: &str,
+    block_number: i64,
+    now: i64,
+) -> AppResult<bool> {
+    let done = sqlx::query(
+        "UPDATE payments SET status = 'detected', tx_hash = $2, received_amount = $3, block_number = $4, \
+         detected_at = $5, updated_at = $5 WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(tx_hash)
+    .bind(amount)
+    .bind(block_number)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Detected payments on `chain` mined at or below `max_block`, oldest first.
+pub async fn due_for_confirmation(tx: &mut Tx, chain: &str, max_block: i64, limit: i64) -> AppResult<Vec<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE status = 'detected' AND chain = $1 AND block_number <= $2 \
+         ORDER BY block_number, id LIMIT $3"))
+    .bind(chain)
+    .bind(max_block)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// `detected` → a final status; false if another scanner got there first.
+pub async fn mark_final(tx: &mut Tx, id: &str, status: &str, now: i64) -> AppResult<bool> {
+    let done = sqlx::query(
+        "UPDATE payments SET status = $2, confirmed_at = $3, updated_at = $3 WHERE id = $1 AND status = 'detected'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Pending payments whose `expires_at` has passed.
+pub async fn due_for_expiry(tx: &mut Tx, now: i64, limit: i64) -> AppResult<Vec<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
+         ORDER BY expires_at, id LIMIT $2"))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// `pending` → `expired`; false if it was detected meanwhile.
+pub async fn mark_expired(tx: &mut Tx, id: &str, now: i64) -> AppResult<bool> {
+    let done = sqlx::query("UPDATE payments SET status = 'expired', updated_at = $2 WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Counts by status (progress displays, tests, bench).
+pub async fn count_by_status(store: &Store) -> AppResult<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT status, COUNT(*) FROM payments GROUP BY status ORDER BY status")
+        .fetch_all(store.pool())
+        .await?)
+}
