@@ -26,7 +26,6 @@ use crate::error::{AppError, AppResult};
 
 pub type Tx = Transaction<'static, Sqlite>;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The handle every part of payhook shares: a pool, plus the signal that
 /// wakes local queue workers when a transaction has made work due.
@@ -71,7 +70,11 @@ impl Store {
 
     /// Applies payhook's migrations and the queue's own tables.
     pub async fn migrate(&self) -> AppResult<()> {
-        MIGRATOR.run(&self.pool).await?;
+        // payhook's migrations are tracked in their own table, apart from
+        // the queue's (apalis keeps its own in `_sqlx_migrations`).
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.dangerous_set_table_name("_payhook_migrations");
+        migrator.run(&self.pool).await?;
         crate::delivery::queue::setup(&self.pool).await?;
         Ok(())
     }
