@@ -100,7 +100,7 @@ pub fn main() -> i32 {
 
 async fn run(cli: Cli) -> AppResult<()> {
     let json = cli.json;
-    let long_running = matches!(cli.command, Command::Serve | Command::Worker | Command::Scanner | Command::Demo);
+    let long_running = matches!(cli.command, Command::Serve | Command::Worker | Command::Scanner);
     let path = cli.config.clone();
     let load = move || load(&path, long_running);
     match cli.command {
