@@ -1,0 +1,149 @@
+//! The CLI surface: exit codes, --json, verify against a real delivery.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::support::{payhook_bin, wait_for, write_config, Env, Receiver};
+
+fn payhook(config: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(payhook_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn init_writes_a_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let out = Command::new(payhook_bin()).args(["--config"]).arg(&path).arg("init").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let token_line = text.lines().find(|l| l.starts_with("token = ")).unwrap();
+    assert!(token_line.len() > 30);
+    let again = Command::new(payhook_bin()).args(["--config"]).arg(&path).arg("init").output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    // The written file loads and validates.
+    let ok = payhook(&path, &["merchant", "list"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["merchant", "--help"],
+        vec!["merchant", "add", "--help"],
+        vec!["payment", "detect", "--help"],
+        vec!["dlq", "resubmit", "--help"],
+        vec!["deliveries", "list", "--help"],
+        vec!["verify", "--help"],
+        vec!["serve", "--help"],
+    ] {
+        let out = Command::new(payhook_bin()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+    let bad = Command::new(payhook_bin()).args(["merchant", "frobnicate"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn merchant_payment_and_dlq_commands_with_exit_codes() {
+    let env = Env::with(|c| c.retry.max_attempts = 1).await;
+    let config = write_config(env.dir.path(), &env.cfg);
+    let rx = Receiver::start().await;
+    rx.script("/fail", vec![500.into()]);
+
+    let bad = payhook(&config, &["merchant", "add", "--name", "x", "--webhook-url", "ftp://example.com"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("webhook_url"), "{}", stderr(&bad));
+
+    let out = payhook(&config, &["--json", "merchant", "add", "--name", "CLI Shop", "--webhook-url", &rx.url("/fail")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mid = m["id"].as_str().unwrap().to_string();
+    assert!(m["secret"].as_str().unwrap().starts_with("whsec_"));
+
+    let shown = payhook(&config, &["--json", "merchant", "show", &mid]);
+    assert!(!stdout(&shown).contains("whsec_"), "show never prints the secret");
+    let missing = payhook(&config, &["merchant", "show", "mer_missing"]);
+    assert_eq!(missing.status.code(), Some(2));
+
+    let out = payhook(&config, &["--json", "payment", "add", "--merchant-id", &mid, "--reference", "A-1", "--chain", "ethereum", "--address", "0xabc", "--expected-amount", "10.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["id"].as_str().unwrap().to_string();
+    let bad_amount = payhook(&config, &["payment", "detect", &pid, "--tx-hash", "0x1", "--amount", "1,5", "--block-number", "7"]);
+    assert_eq!(bad_amount.status.code(), Some(2));
+    assert!(stderr(&bad_amount).contains("amount"));
+    assert!(payhook(&config, &["chain", "head", "ethereum", "7"]).status.success());
+    assert!(payhook(&config, &["payment", "detect", &pid, "--tx-hash", "0x1", "--amount", "10.5", "--block-number", "7"]).status.success());
+    assert!(payhook(&config, &["chain", "head", "ethereum", "18"]).status.success());
+    let scan = payhook(&config, &["--json", "scan"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&scan)).unwrap();
+    assert_eq!(report["confirmed"], 1);
+
+    let pipeline = env.start();
+    wait_for(Duration::from_secs(20), "two dead letters", || async {
+        (env.count("SELECT COUNT(*) FROM dead_letters").await == 2).then_some(())
+    })
+    .await;
+    pipeline.stop().await.unwrap();
+
+    let list = payhook(&config, &["--json", "dlq", "list", "--reason", "exhausted"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(rows.len(), 2);
+    let bad_reason = payhook(&config, &["dlq", "list", "--reason", "bored"]);
+    assert_eq!(bad_reason.status.code(), Some(2));
+    let id = rows[0]["id"].as_str().unwrap();
+    assert!(payhook(&config, &["dlq", "resubmit", id]).status.success());
+    let twice = payhook(&config, &["dlq", "resubmit", id]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(stderr(&twice).contains("already resubmitted"));
+
+    let show = payhook(&config, &["--json", "deliveries", "show", rows[1]["delivery_id"].as_str().unwrap()]);
+    let d: serde_json::Value = serde_json::from_str(&stdout(&show)).unwrap();
+    assert_eq!(d["attempt_log"][0]["status_code"], 500);
+}
+
+#[tokio::test]
+async fn verify_command_checks_a_real_delivery() {
+    let env = Env::new().await;
+    let rx = Receiver::start().await;
+    let m = env.merchant(&rx.url("/v")).await;
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    let pipeline = env.start();
+    let hit = wait_for(Duration::from_secs(20), "a delivery", || {
+        let rx = rx.clone();
+        async move { rx.hits("/v").first().cloned() }
+    })
+    .await;
+    pipeline.stop().await.unwrap();
+    let body = env.dir.path().join("body.json");
+    std::fs::write(&body, &hit.body).unwrap();
+    let verify = |secret: &str| {
+        Command::new(payhook_bin())
+            .args(["verify", "--secret", secret, "--body-file"])
+            .arg(&body)
+            .args(["-H", &format!("webhook-id: {}", hit.header("webhook-id"))])
+            .args(["-H", &format!("webhook-timestamp: {}", hit.header("webhook-timestamp"))])
+            .args(["-H", &format!("webhook-signature: {}", hit.header("webhook-signature"))])
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&m.secret);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let wrong = verify(&payhook::ids::new_secret());
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("signature invalid"));
+}

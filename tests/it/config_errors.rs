@@ -1,0 +1,73 @@
+//! Bad configuration stops start-up with exit code 2 and a message that
+//! names the key and the accepted form.
+
+use std::process::Command;
+
+use crate::support::payhook_bin;
+
+fn run_with(toml: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = Command::new(payhook_bin());
+    cmd.arg("--config").arg(&path).args(["merchant", "list"]).current_dir(dir.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn unknown_key_names_the_key() {
+    let (code, err) = run_with("[delivery]\ntimeuot = \"5s\"\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("delivery.timeuot") && err.contains("unknown key"), "{err}");
+}
+
+#[test]
+fn bad_duration_names_key_and_form() {
+    let (code, err) = run_with("[delivery]\ntimeout = \"ten seconds\"\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("delivery.timeout") && err.contains("\"10s\""), "{err}");
+}
+
+#[test]
+fn bad_database_url_names_accepted_forms() {
+    let (code, err) = run_with("[database]\nurl = \"mysql://x\"\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("database.url") && err.contains("postgres://") && err.contains("mysql://x"), "{err}");
+}
+
+#[test]
+fn environment_override_is_validated_too() {
+    let (code, err) = run_with("", &[("PAYHOOK__RETRY__BASE", "soon")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("retry.base"), "{err}");
+    let (code, err) = run_with("", &[("PAYHOOK__RETRY__JITTER", "1.5")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("retry.jitter"), "{err}");
+}
+
+#[test]
+fn missing_explicit_config_file_is_an_error() {
+    let out = Command::new(payhook_bin())
+        .args(["--config", "/nonexistent/payhook.toml", "merchant", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("payhook init"));
+}
+
+#[test]
+fn serve_requires_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(payhook_bin())
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("PAYHOOK__ADMIN__TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
+}

@@ -1,0 +1,11 @@
+//! Integration tests, compiled as ONE test binary (faster to link). Real
+//! receivers on 127.0.0.1, real SQLite files, the real `payhook` binary.
+
+mod support;
+
+mod cli;
+mod config_errors;
+mod crash;
+mod delivery;
+mod retries;
+mod scanner;

@@ -1,0 +1,302 @@
+//! Shared helpers: a recording HTTP receiver, a test environment (SQLite
+//! file in a temp dir + config), and polling with a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use payhook::config::{ChainConfig, Config, HumanDuration};
+use payhook::ops::merchants::{self, NewMerchant, WithSecret};
+use payhook::ops::payments::{self, Detection, NewPayment};
+use payhook::pipeline::{Parts, Pipeline};
+use payhook::store::Store;
+
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Hit {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+}
+
+/// A scripted answer: status plus optional headers.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl From<u16> for Reply {
+    fn from(status: u16) -> Self {
+        Reply {
+            status,
+            headers: vec![],
+        }
+    }
+}
+
+#[derive(Default)]
+struct RecvState {
+    hits: Vec<Hit>,
+    /// Per path: answers in order; the last one repeats. Default 200.
+    script: HashMap<String, Vec<Reply>>,
+    served: HashMap<String, usize>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<RecvState>>,
+}
+
+async fn record(State(state): State<Arc<Mutex<RecvState>>>, uri: OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let mut s = state.lock().unwrap();
+    s.hits.push(Hit {
+        path: path.clone(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let n = {
+        let served = s.served.entry(path.clone()).or_insert(0);
+        *served += 1;
+        *served - 1
+    };
+    let reply = match s.script.get(&path) {
+        Some(list) if !list.is_empty() => list[n.min(list.len() - 1)].clone(),
+        _ => Reply::from(200),
+    };
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), "ok").into_response();
+    for (k, v) in reply.headers {
+        resp.headers_mut().insert(k, HeaderValue::from_str(&v).unwrap());
+    }
+    resp
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(Mutex::new(RecvState::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(record).with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answers for `path` from now on, in order; the last repeats.
+    pub fn script(&self, path: &str, replies: Vec<Reply>) {
+        let mut s = self.state.lock().unwrap();
+        s.script.insert(path.to_string(), replies);
+        s.served.insert(path.to_string(), 0);
+    }
+
+    pub fn hits(&self, path: &str) -> Vec<Hit> {
+        self.state.lock().unwrap().hits.iter().filter(|h| h.path == path).cloned().collect()
+    }
+
+    pub fn all_hits(&self) -> Vec<Hit> {
+        self.state.lock().unwrap().hits.clone()
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub cfg: Config,
+    pub store: Store,
+}
+
+/// Test settings: loopback targets allowed, fast retries, one chain.
+pub fn test_config(db: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.database.url = format!("sqlite://{}?mode=rwc", db.display());
+    cfg.delivery.allow_http = true;
+    cfg.delivery.allow_private_targets = true;
+    cfg.delivery.rate_limit_per_sec = 10_000;
+    cfg.delivery.rate_limit_burst = 1_000;
+    cfg.delivery.timeout = HumanDuration(Duration::from_secs(2));
+    cfg.delivery.connect_timeout = HumanDuration(Duration::from_secs(1));
+    cfg.retry.base = HumanDuration(Duration::from_secs(1));
+    cfg.retry.max_attempts = 3;
+    cfg.retry.jitter = 0.0;
+    cfg.scanner.interval = HumanDuration(Duration::from_millis(200));
+    cfg.chains.insert(
+        "ethereum".into(),
+        ChainConfig {
+            confirmations: 12,
+            rpc_url: None,
+        },
+    );
+    cfg.admin.token = Some("test-admin-token-0123456789".into());
+    cfg
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        Env::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut Config)) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(&dir.path().join("payhook.db"));
+        tweak(&mut cfg);
+        cfg.validate().unwrap();
+        let store = payhook::cli::open(&cfg).await.unwrap();
+        Env { dir, cfg, store }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("payhook.db")
+    }
+
+    pub fn start(&self) -> Pipeline {
+        Pipeline::start(&self.store, &self.cfg, Parts { scanner: true, sender: true }).unwrap()
+    }
+
+    pub async fn merchant(&self, url: &str) -> WithSecret {
+        self.merchant_with(NewMerchant {
+            name: "Test Shop".into(),
+            webhook_url: url.into(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn merchant_with(&self, input: NewMerchant) -> WithSecret {
+        merchants::create(&self.store, &self.cfg, input).await.unwrap()
+    }
+
+    pub async fn set_head(&self, height: i64) {
+        payments::set_head(&self.store, &self.cfg, "ethereum", height).await.unwrap();
+    }
+
+    /// A payment detected at `block` with `received` of `expected`.
+    pub async fn detected_payment(&self, merchant_id: &str, reference: &str, expected: &str, received: &str, block: i64) -> String {
+        let p = payments::create(
+            &self.store,
+            &self.cfg,
+            NewPayment {
+                merchant_id: merchant_id.into(),
+                reference: reference.into(),
+                chain: "ethereum".into(),
+                token: Some("USDT".into()),
+                address: "0xabc".into(),
+                expected_amount: expected.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        payments::detect(
+            &self.store,
+            &p.id,
+            Detection {
+                tx_hash: format!("0x{reference}"),
+                amount: received.into(),
+                block_number: block,
+            },
+        )
+        .await
+        .unwrap();
+        p.id
+    }
+
+    pub async fn delivery_statuses(&self) -> Vec<(String, String, i64)> {
+        sqlx::query_as("SELECT id, status, attempts FROM deliveries ORDER BY id")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
+    }
+}
+
+/// The payhook binary built for these tests.
+pub fn payhook_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_payhook")
+}
+
+/// Writes a TOML config for a child process from `cfg`.
+pub fn write_config(dir: &std::path::Path, cfg: &Config) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, toml_of(cfg)).unwrap();
+    path
+}
+
+fn toml_of(cfg: &Config) -> String {
+    let mut s = String::new();
+    s += &format!("[database]\nurl = {:?}\nmax_connections = {}\n", cfg.database.url, cfg.database.max_connections);
+    s += &format!(
+        "[scanner]\ninterval = \"{}ms\"\nbatch_size = {}\n",
+        cfg.scanner.interval.0.as_millis(),
+        cfg.scanner.batch_size
+    );
+    for (name, c) in &cfg.chains {
+        s += &format!("[chains.{name}]\nconfirmations = {}\n", c.confirmations);
+    }
+    let d = &cfg.delivery;
+    s += &format!(
+        "[delivery]\nconcurrency = {}\ntimeout = \"{}ms\"\nconnect_timeout = \"{}ms\"\nrate_limit_per_sec = {}\nrate_limit_burst = {}\nallow_http = {}\nallow_private_targets = {}\n",
+        d.concurrency,
+        d.timeout.0.as_millis(),
+        d.connect_timeout.0.as_millis(),
+        d.rate_limit_per_sec,
+        d.rate_limit_burst,
+        d.allow_http,
+        d.allow_private_targets
+    );
+    s += &format!(
+        "[retry]\nmax_attempts = {}\nbase = \"{}ms\"\ncap = \"{}ms\"\njitter = {:?}\n",
+        cfg.retry.max_attempts,
+        cfg.retry.base.0.as_millis(),
+        cfg.retry.cap.0.as_millis(),
+        cfg.retry.jitter
+    );
+    s += &format!("[admin]\ntoken = {:?}\n", cfg.admin.token.clone().unwrap_or_default());
+    s
+}
