@@ -201,21 +201,44 @@ impl Config {
     /// Checks the values serde alone cannot: URL forms, ranges, chain names.
     pub fn validate(&self) -> Result<(), AppError> {
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(bad("database.url", "sqlite://… or postgres://…", url));
         }
-        positive("database.max_connections", self.database.max_connections as u64)?;
+        positive(
+            "database.max_connections",
+            self.database.max_connections as u64,
+        )?;
         positive("scanner.batch_size", self.scanner.batch_size as u64)?;
         nonzero_duration("scanner.interval", self.scanner.interval)?;
         for (name, chain) in &self.chains {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-                return Err(bad(&format!("chains.{name}"), "a lowercase chain name of a-z, 0-9, - and _", name));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    &format!("chains.{name}"),
+                    "a lowercase chain name of a-z, 0-9, - and _",
+                    name,
+                ));
             }
-            positive(&format!("chains.{name}.confirmations"), chain.confirmations as u64)?;
+            positive(
+                &format!("chains.{name}.confirmations"),
+                chain.confirmations as u64,
+            )?;
             if let Some(rpc) = &chain.rpc_url {
                 match url::Url::parse(rpc) {
                     Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                    _ => return Err(bad(&format!("chains.{name}.rpc_url"), "an http:// or https:// URL", rpc)),
+                    _ => {
+                        return Err(bad(
+                            &format!("chains.{name}.rpc_url"),
+                            "an http:// or https:// URL",
+                            rpc,
+                        ))
+                    }
                 }
             }
         }
@@ -225,7 +248,10 @@ impl Config {
         nonzero_duration("delivery.connect_timeout", d.connect_timeout)?;
         positive("delivery.rate_limit_per_sec", d.rate_limit_per_sec as u64)?;
         positive("delivery.rate_limit_burst", d.rate_limit_burst as u64)?;
-        positive("delivery.max_in_flight_per_endpoint", d.max_in_flight_per_endpoint as u64)?;
+        positive(
+            "delivery.max_in_flight_per_endpoint",
+            d.max_in_flight_per_endpoint as u64,
+        )?;
         let r = &self.retry;
         positive("retry.max_attempts", r.max_attempts as u64)?;
         nonzero_duration("retry.base", r.base)?;
@@ -238,11 +264,22 @@ impl Config {
             )));
         }
         if !(0.0..1.0).contains(&r.jitter) || !r.jitter.is_finite() {
-            return Err(bad("retry.jitter", "a number from 0.0 up to (not including) 1.0", &r.jitter.to_string()));
+            return Err(bad(
+                "retry.jitter",
+                "a number from 0.0 up to (not including) 1.0",
+                &r.jitter.to_string(),
+            ));
         }
-        positive("circuit.failure_threshold", self.circuit.failure_threshold as u64)?;
+        positive(
+            "circuit.failure_threshold",
+            self.circuit.failure_threshold as u64,
+        )?;
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad("admin.listen", "an address and port such as \"127.0.0.1:8080\"", &self.admin.listen));
+            return Err(bad(
+                "admin.listen",
+                "an address and port such as \"127.0.0.1:8080\"",
+                &self.admin.listen,
+            ));
         }
         if let Some(t) = &self.admin.token {
             if t.len() < 16 {
@@ -282,7 +319,11 @@ fn positive(key: &str, v: u64) -> Result<(), AppError> {
 
 fn nonzero_duration(key: &str, d: HumanDuration) -> Result<(), AppError> {
     if d.0.is_zero() {
-        return Err(bad(key, "a duration greater than zero such as \"10s\"", "0s"));
+        return Err(bad(
+            key,
+            "a duration greater than zero such as \"10s\"",
+            "0s",
+        ));
     }
     Ok(())
 }
@@ -292,25 +333,47 @@ fn describe_figment_error(e: figment::Error) -> String {
     let key = e.path.join(".");
     let kind = match &e.kind {
         figment::error::Kind::UnknownField(field, expected) => {
-            let full = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            // Figment's path sometimes already ends with the unknown field.
+            let full = if key.is_empty() {
+                field.clone()
+            } else if key == *field || key.ends_with(&format!(".{field}")) {
+                key.clone()
+            } else {
+                format!("{key}.{field}")
+            };
             return format!(
                 "{full}: unknown key (accepted here: {})",
-                expected.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                expected
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         figment::error::Kind::MissingField(field) => {
-            let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            let full = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
             return format!("{full}: missing required value");
         }
-        other => other.to_string(),
+        other => other
+            .to_string()
+            .replace("expected u32", "expected a whole number")
+            .replace("expected u64", "expected a whole number")
+            .replace("expected f64", "expected a number such as 0.2")
+            .replace("expected a boolean", "expected true or false"),
     };
     let source = e
         .metadata
         .as_ref()
-        .map(|m| match &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-            Some(src) => format!(" (from {src})"),
-            None => format!(" (from {})", m.name),
-        })
+        .map(
+            |m| match &e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(src) => format!(" (from {src})"),
+                None => format!(" (from {})", m.name),
+            },
+        )
         .unwrap_or_default();
     if key.is_empty() {
         format!("{kind}{source}")

@@ -39,8 +39,19 @@ struct Received {
 
 type Shared = Arc<Mutex<Inbox>>;
 
-async fn receive(State(inbox): State<Shared>, path: axum::extract::OriginalUri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+async fn receive(
+    State(inbox): State<Shared>,
+    path: axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
     let verified = signer::verify_standard(
         &inbox.secret,
@@ -95,7 +106,10 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
         })
         .confirmations as i64;
 
-    println!("payhook demo — database {}", store::redact_url(&cfg.database.url));
+    println!(
+        "payhook demo — database {}",
+        store::redact_url(&cfg.database.url)
+    );
     let store = crate::cli::open(&cfg).await?;
 
     let inbox: Shared = Arc::new(Mutex::new(Inbox {
@@ -115,7 +129,14 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     step(&format!("merchant receiver listening on http://{addr}"));
 
-    let pipeline = Pipeline::start(&store, &cfg, Parts { scanner: true, sender: true })?;
+    let pipeline = Pipeline::start(
+        &store,
+        &cfg,
+        Parts {
+            scanner: true,
+            sender: true,
+        },
+    )?;
 
     let created = merchants::create(
         &store,
@@ -129,7 +150,9 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     .await?;
     inbox.lock().unwrap_or_else(|p| p.into_inner()).secret = created.secret.clone();
     let merchant_id = created.merchant.id.clone();
-    step(&format!("registered merchant {merchant_id} (secret whsec_…, scheme standard)"));
+    step(&format!(
+        "registered merchant {merchant_id} (secret whsec_…, scheme standard)"
+    ));
 
     let run = &merchant_id[merchant_id.len() - 6..];
     let orders = [
@@ -172,18 +195,29 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
             },
         )
         .await?;
-        println!("  {} expects {expected:>22}, detected {received:>22}", p.reference);
+        println!(
+            "  {} expects {expected:>22}, detected {received:>22}",
+            p.reference
+        );
     }
-    step(&format!("chain head advances to {} ({confirmations} confirmations)", head + confirmations - 1));
+    step(&format!(
+        "chain head advances to {} ({confirmations} confirmations)",
+        head + confirmations - 1
+    ));
     payments::set_head(&store, &cfg, "ethereum", head + confirmations - 1).await?;
 
     let bar = ProgressBar::new(8);
     bar.set_style(
-        ProgressStyle::with_template("  {spinner} [{bar:30}] {pos}/{len} deliveries settled  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "  {spinner} [{bar:30}] {pos}/{len} deliveries settled  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
-    let settled = wait_for(&store, &merchant_id, &bar, |ok, dead| ok + dead >= 8 && dead >= 1).await?;
+    let settled = wait_for(&store, &merchant_id, &bar, |ok, dead| {
+        ok + dead >= 8 && dead >= 1
+    })
+    .await?;
     bar.finish_with_message(format!("{} delivered, {} dead", settled.0, settled.1));
 
     let filter = dead_letters::Filter {
@@ -192,7 +226,9 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     };
     let dead = dead_letters::list(&store, &filter, &Page::new(Some(10), None)?).await?;
     let Some(row) = dead.first() else {
-        return Err(AppError::internal("demo: expected a dead letter, found none"));
+        return Err(AppError::internal(
+            "demo: expected a dead letter, found none",
+        ));
     };
     step(&format!(
         "dead letter {} — event {} after {} attempts (last HTTP {}), reason {}",
@@ -204,7 +240,9 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     ));
     inbox.lock().unwrap_or_else(|p| p.into_inner()).broken = false;
     let new_delivery = dlq::resubmit(&store, &row.id).await?;
-    step(&format!("receiver fixed; resubmitted as delivery {new_delivery} (same webhook-id)"));
+    step(&format!(
+        "receiver fixed; resubmitted as delivery {new_delivery} (same webhook-id)"
+    ));
     let bar = ProgressBar::new(9);
     bar.set_style(
         ProgressStyle::with_template("  {spinner} [{bar:30}] {pos}/{len} deliveries settled")
@@ -218,8 +256,31 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     server.abort();
 
     step("what the merchant received");
+    let all_verified = print_inbox(&inbox);
+    let statuses = store::payments::count_by_status(&store).await?;
+    println!(
+        "\n  payments by status (whole database): {}",
+        statuses
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    store.close().await;
+    if !all_verified {
+        return Err(AppError::internal("demo: a signature did not verify"));
+    }
+    println!("\nDone: every webhook was signed and verified; the failed one was dead-lettered and resubmitted.");
+    Ok(())
+}
+
+/// Prints what the receiver got; true if every signature verified.
+fn print_inbox(inbox: &Shared) -> bool {
     let inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
-    println!("  {:<31} {:<19} {:<20} {:<9} {:<8} answer", "webhook-id", "type", "reference", "path", "verified");
+    println!(
+        "  {:<31} {:<19} {:<20} {:<9} {:<8} answer",
+        "webhook-id", "type", "reference", "path", "verified"
+    );
     for r in &inbox.received {
         println!(
             "  {:<31} {:<19} {:<20} {:<9} {:<8} {}",
@@ -231,18 +292,7 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
             r.answered
         );
     }
-    let all_verified = inbox.received.iter().all(|r| r.verified);
-    let statuses = store::payments::count_by_status(&store).await?;
-    println!(
-        "\n  payments by status (whole database): {}",
-        statuses.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
-    );
-    store.close().await;
-    if !all_verified {
-        return Err(AppError::internal("demo: a signature did not verify"));
-    }
-    println!("\nDone: every webhook was signed and verified; the failed one was dead-lettered and resubmitted.");
-    Ok(())
+    inbox.received.iter().all(|r| r.verified)
 }
 
 /// Polls this merchant's deliveries until `done(succeeded, dead)` or 60 s.
@@ -258,9 +308,16 @@ async fn wait_for(
         let list = store::deliveries::list(store, None, Some(merchant_id), None, &page).await?;
         let ok = list.iter().filter(|d| d.status == "succeeded").count() as u64;
         let dead = list.iter().filter(|d| d.status == "dead").count() as u64;
-        let retrying = list.iter().filter(|d| d.status == "pending" && d.attempts > 0).count();
+        let retrying = list
+            .iter()
+            .filter(|d| d.status == "pending" && d.attempts > 0)
+            .count();
         bar.set_position(ok + dead);
-        bar.set_message(if retrying > 0 { format!("({retrying} retrying)") } else { String::new() });
+        bar.set_message(if retrying > 0 {
+            format!("({retrying} retrying)")
+        } else {
+            String::new()
+        });
         bar.tick();
         if done(ok, dead) {
             return Ok((ok, dead));

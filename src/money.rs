@@ -114,14 +114,26 @@ mod tests {
         assert_eq!(classify(&expected, &a("1.000000000000000001")), "confirmed");
         assert_eq!(classify(&expected, &a("1.000000000000000000")), "underpaid");
         assert_eq!(classify(&expected, &a("1.000000000000000002")), "overpaid");
-        assert_eq!(classify(&expected, &a("1.0000000000000000010")), "confirmed");
+        assert_eq!(
+            classify(&expected, &a("1.0000000000000000010")),
+            "confirmed"
+        );
     }
 
     #[test]
     fn large_amounts_past_28_digits_compare_exactly() {
         let expected = a("123456789012345678901234.123456789012345678");
-        assert_eq!(classify(&expected, &a("123456789012345678901234.123456789012345677")), "underpaid");
-        assert_eq!(classify(&expected, &a("0123456789012345678901234.12345678901234567800")), "confirmed");
+        assert_eq!(
+            classify(&expected, &a("123456789012345678901234.123456789012345677")),
+            "underpaid"
+        );
+        assert_eq!(
+            classify(
+                &expected,
+                &a("0123456789012345678901234.12345678901234567800")
+            ),
+            "confirmed"
+        );
     }
 
     #[test]
@@ -135,9 +147,15 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_plain_decimal() {
-        for bad in ["", "-1", "+1", "1e5", "1.", ".5", "1.2.3", " 1", "1,5", "NaN", "0x10", "１"] {
+        for bad in [
+            "", "-1", "+1", "1e5", "1.", ".5", "1.2.3", " 1", "1,5", "NaN", "0x10", "１",
+        ] {
             let e = Amount::parse("expected_amount", bad).unwrap_err();
-            assert!(e.message.starts_with("expected_amount: expected"), "{bad}: {}", e.message);
+            assert!(
+                e.message.starts_with("expected_amount: expected"),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 }

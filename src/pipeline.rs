@@ -28,13 +28,22 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn start(store: &Store, cfg: &Config, parts: Parts) -> AppResult<Pipeline> {
         let shutdown = CancellationToken::new();
-        let scanner = parts
-            .scanner
-            .then(|| tokio::spawn(scanner::run_loop(store.clone(), cfg.clone(), shutdown.clone())));
+        let scanner = parts.scanner.then(|| {
+            tokio::spawn(scanner::run_loop(
+                store.clone(),
+                cfg.clone(),
+                shutdown.clone(),
+            ))
+        });
         let sender = if parts.sender {
             let sender = Arc::new(Sender::new(store.clone(), cfg)?);
             let settings = WorkerSettings::from_config(cfg);
-            Some(tokio::spawn(queue::run_workers(store.clone(), sender, settings, shutdown.clone())))
+            Some(tokio::spawn(queue::run_workers(
+                store.clone(),
+                sender,
+                settings,
+                shutdown.clone(),
+            )))
         } else {
             None
         };

@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::AppResult;
-use crate::events::{self, EventType};
-use crate::ids;
+use crate::events::EventType;
 use crate::money::{classify, Amount};
 use crate::store::merchants::Merchant;
 use crate::store::payments::{self, Payment};
@@ -48,7 +47,14 @@ pub async fn scan_once(store: &Store, cfg: &Config) -> AppResult<ScanReport> {
     let batch = cfg.scanner.batch_size as i64;
     for (chain, chain_cfg) in &cfg.chains {
         loop {
-            let moved = confirm_batch(store, chain, chain_cfg.confirmations as i64, batch, &mut report).await?;
+            let moved = confirm_batch(
+                store,
+                chain,
+                chain_cfg.confirmations as i64,
+                batch,
+                &mut report,
+            )
+            .await?;
             if moved < batch as usize {
                 break;
             }
@@ -87,7 +93,9 @@ async fn confirm_batch(
     for p in &due {
         let (Ok(expected), Some(Ok(received))) = (
             Amount::parse("expected_amount", &p.expected_amount),
-            p.received_amount.as_deref().map(|r| Amount::parse("received_amount", r)),
+            p.received_amount
+                .as_deref()
+                .map(|r| Amount::parse("received_amount", r)),
         ) else {
             tracing::error!(payment_id = %p.id, "stored amount is not a decimal; payment left detected");
             continue;
@@ -147,11 +155,8 @@ async fn emit(
         let m = merchants::get(store, &p.merchant_id).await?;
         cache.insert(p.merchant_id.clone(), m);
     }
-    let merchant = &cache[&p.merchant_id];
-    let event_id = ids::new_id(ids::EVENT);
-    let body = events::payment_body(&event_id, kind, now, p, head);
-    let url = p.callback_url.as_deref().unwrap_or(&merchant.webhook_url);
-    let delivery = store::events::insert_with_delivery(tx, &event_id, merchant, Some(&p.id), kind, &body, url, now).await?;
+    let delivery =
+        store::events::emit_for_payment(tx, &cache[&p.merchant_id], p, kind, head, now).await?;
     Ok(delivery.is_some())
 }
 
@@ -168,7 +173,13 @@ pub async fn run_loop(store: Store, cfg: Config, shutdown: CancellationToken) {
                     failing = false;
                 }
                 if r.total() > 0 {
-                    tracing::info!(confirmed = r.confirmed, underpaid = r.underpaid, overpaid = r.overpaid, expired = r.expired, "scan");
+                    tracing::info!(
+                        confirmed = r.confirmed,
+                        underpaid = r.underpaid,
+                        overpaid = r.overpaid,
+                        expired = r.expired,
+                        "scan"
+                    );
                 }
             }
             Err(e) => {

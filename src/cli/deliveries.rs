@@ -36,7 +36,14 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
             cursor,
         } => {
             let page = Page::new(limit, cursor)?;
-            let list = store::deliveries::list(store, status.as_deref(), merchant_id.as_deref(), event_id.as_deref(), &page).await?;
+            let list = store::deliveries::list(
+                store,
+                status.as_deref(),
+                merchant_id.as_deref(),
+                event_id.as_deref(),
+                &page,
+            )
+            .await?;
             let views: Vec<_> = list.iter().map(|d| d.view(None)).collect();
             if json {
                 output::json(&views);
@@ -54,7 +61,17 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                         ]
                     })
                     .collect();
-                output::table(&["id", "event", "status", "attempts", "last_code", "next_attempt_at"], &rows);
+                output::table(
+                    &[
+                        "id",
+                        "event",
+                        "status",
+                        "attempts",
+                        "last_code",
+                        "next_attempt_at",
+                    ],
+                    &rows,
+                );
             }
         }
         DeliveriesCmd::Show { id } => {
@@ -81,7 +98,17 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                         ]
                     })
                     .collect();
-                output::table(&["attempt", "started_at", "took", "code", "error_kind", "error"], &rows);
+                output::table(
+                    &[
+                        "attempt",
+                        "started_at",
+                        "took",
+                        "code",
+                        "error_kind",
+                        "error",
+                    ],
+                    &rows,
+                );
             }
         }
     }

@@ -29,8 +29,16 @@ impl FilterArgs {
         Ok(Filter {
             merchant_id: self.merchant_id,
             reason: self.reason,
-            since: self.since.as_deref().map(|s| parse_rfc3339("--since", s)).transpose()?,
-            until: self.until.as_deref().map(|s| parse_rfc3339("--until", s)).transpose()?,
+            since: self
+                .since
+                .as_deref()
+                .map(|s| parse_rfc3339("--since", s))
+                .transpose()?,
+            until: self
+                .until
+                .as_deref()
+                .map(|s| parse_rfc3339("--until", s))
+                .transpose()?,
             unresubmitted_only: false,
         })
     }
@@ -61,8 +69,13 @@ pub enum DlqCmd {
 
 pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
     match cmd {
-        DlqCmd::List { filter, limit, cursor } => {
-            let rows = dead_letters::list(store, &filter.filter()?, &Page::new(limit, cursor)?).await?;
+        DlqCmd::List {
+            filter,
+            limit,
+            cursor,
+        } => {
+            let rows =
+                dead_letters::list(store, &filter.filter()?, &Page::new(limit, cursor)?).await?;
             let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
             if json {
                 output::json(&views);
@@ -81,14 +94,27 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                         ]
                     })
                     .collect();
-                output::table(&["id", "event", "reason", "attempts", "last_code", "dead_at", "resubmitted_as"], &table);
+                output::table(
+                    &[
+                        "id",
+                        "event",
+                        "reason",
+                        "attempts",
+                        "last_code",
+                        "dead_at",
+                        "resubmitted_as",
+                    ],
+                    &table,
+                );
             }
         }
         DlqCmd::Resubmit { id, all, filter } => match (id, all) {
             (Some(id), false) => {
                 let delivery_id = dlq::resubmit(store, &id).await?;
                 if json {
-                    output::json(&serde_json::json!({"id": id, "resubmitted_delivery_id": delivery_id}));
+                    output::json(
+                        &serde_json::json!({"id": id, "resubmitted_delivery_id": delivery_id}),
+                    );
                 } else {
                     println!("resubmitted {id} as delivery {delivery_id}");
                 }
@@ -101,11 +127,9 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                     println!("resubmitted {count} dead letters");
                 }
             }
-            _ => {
-                return Err(AppError::bad_input(
-                    "dlq resubmit: give one dead letter id, or --all with optional filters (not both)",
-                ))
-            }
+            _ => return Err(AppError::bad_input(
+                "dlq resubmit: give one dead letter id, or --all with optional filters (not both)",
+            )),
         },
     }
     Ok(())

@@ -24,16 +24,22 @@ pub fn run(path: &Path, args: InitArgs, json: bool) -> AppResult<()> {
         )));
     }
     let token = crate::ids::new_admin_token();
-    let url = args.database_url.unwrap_or_else(|| "sqlite://payhook.db?mode=rwc".into());
+    let url = args
+        .database_url
+        .unwrap_or_else(|| "sqlite://payhook.db?mode=rwc".into());
     let text = template(&url, &token);
-    std::fs::write(path, text).map_err(|e| AppError::internal(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::write(path, text)
+        .map_err(|e| AppError::internal(format!("cannot write {}: {e}", path.display())))?;
     // The file holds the admin token: owner-only where the OS supports it.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    super::output::done(json, &format!("wrote {} (admin.token generated)", path.display()));
+    super::output::done(
+        json,
+        &format!("wrote {} (admin.token generated)", path.display()),
+    );
     Ok(())
 }
 

@@ -78,8 +78,10 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             event_types,
             rate_limit_per_sec,
         } => {
-            let headers: BTreeMap<String, String> =
-                headers.iter().map(|h| parse_header(h)).collect::<AppResult<_>>()?;
+            let headers: BTreeMap<String, String> = headers
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<AppResult<_>>()?;
             let input = NewMerchant {
                 name,
                 webhook_url,
@@ -107,7 +109,15 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             } else {
                 let rows: Vec<Vec<String>> = views
                     .iter()
-                    .map(|m| vec![m.id.clone(), m.name.clone(), m.status.clone(), m.signature_scheme.clone(), m.webhook_url.clone()])
+                    .map(|m| {
+                        vec![
+                            m.id.clone(),
+                            m.name.clone(),
+                            m.status.clone(),
+                            m.signature_scheme.clone(),
+                            m.webhook_url.clone(),
+                        ]
+                    })
                     .collect();
                 output::table(&["id", "name", "status", "scheme", "webhook_url"], &rows);
             }
@@ -129,7 +139,11 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
                 println!("new secret  {}", rotated.secret);
                 println!(
                     "the previous secret keeps signing until {}",
-                    rotated.merchant.previous_secret_expires_at.clone().unwrap_or_default()
+                    rotated
+                        .merchant
+                        .previous_secret_expires_at
+                        .clone()
+                        .unwrap_or_default()
                 );
             }
         }
@@ -144,9 +158,14 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
         MerchantCmd::Test { id } => {
             let (event_id, delivery_id) = merchants::send_test(store, &id).await?;
             if json {
-                output::json(&serde_json::json!({"event_id": event_id, "delivery_id": delivery_id}));
+                output::json(
+                    &serde_json::json!({"event_id": event_id, "delivery_id": delivery_id}),
+                );
             } else {
-                println!("queued webhook.test {event_id} as delivery {}", output::opt(&delivery_id));
+                println!(
+                    "queued webhook.test {event_id} as delivery {}",
+                    output::opt(&delivery_id)
+                );
             }
         }
     }

@@ -20,10 +20,19 @@ use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "payhook", version, about = "Signed, retried, dead-lettered payment webhooks for a crypto gateway")]
+#[command(
+    name = "payhook",
+    version,
+    about = "Signed, retried, dead-lettered payment webhooks for a crypto gateway"
+)]
 pub struct Cli {
     /// Config file (missing file = defaults + PAYHOOK__ environment).
-    #[arg(long, global = true, value_name = "FILE", default_value = "./config.toml")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "./config.toml"
+    )]
     pub config: PathBuf,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
@@ -77,7 +86,10 @@ pub fn main() -> i32 {
         }
     };
     let json = cli.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -100,7 +112,10 @@ pub fn main() -> i32 {
 
 async fn run(cli: Cli) -> AppResult<()> {
     let json = cli.json;
-    let long_running = matches!(cli.command, Command::Serve | Command::Worker | Command::Scanner);
+    let long_running = matches!(
+        cli.command,
+        Command::Serve | Command::Worker | Command::Scanner
+    );
     let path = cli.config.clone();
     let load = move || load(&path, long_running);
     match cli.command {

@@ -5,7 +5,10 @@ use serde::Serialize;
 use crate::scanner::ScanReport;
 
 pub fn json<T: Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "null".into())
+    );
 }
 
 pub fn done(as_json: bool, msg: &str) {
@@ -60,7 +63,9 @@ pub fn record<T: Serialize>(v: &T) {
 }
 
 pub fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+    v.as_ref()
+        .map(|x| x.to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn scan_report(as_json: bool, r: &ScanReport) {

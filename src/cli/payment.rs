@@ -92,7 +92,17 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
             amount,
             block_number,
         } => {
-            let p = payments::detect(store, &id, Detection { tx_hash, amount, block_number }).await?.view();
+            let p = payments::detect(
+                store,
+                &id,
+                Detection {
+                    tx_hash,
+                    amount,
+                    block_number,
+                },
+            )
+            .await?
+            .view();
             if json {
                 output::json(&p);
             } else {
@@ -114,7 +124,13 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
                 println!();
                 let rows: Vec<Vec<String>> = events
                     .iter()
-                    .map(|e| vec![e.id.clone(), e.kind.clone(), crate::time::rfc3339(e.created_at)])
+                    .map(|e| {
+                        vec![
+                            e.id.clone(),
+                            e.kind.clone(),
+                            crate::time::rfc3339(e.created_at),
+                        ]
+                    })
                     .collect();
                 output::table(&["event", "type", "created_at"], &rows);
             }
@@ -142,8 +158,10 @@ pub async fn run_chain(store: &Store, cfg: &Config, cmd: ChainCmd, json: bool) -
                         vec![
                             name.clone(),
                             c.confirmations.to_string(),
-                            head.map(|h| h.head.to_string()).unwrap_or_else(|| "-".into()),
-                            head.map(|h| crate::time::rfc3339(h.updated_at)).unwrap_or_else(|| "-".into()),
+                            head.map(|h| h.head.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            head.map(|h| crate::time::rfc3339(h.updated_at))
+                                .unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();

@@ -14,7 +14,11 @@ pub struct VerifyArgs {
     #[arg(long, env = "PAYHOOK_VERIFY_SECRET", hide_env_values = true)]
     secret: String,
     /// standard (default) or hex.
-    #[arg(long = "signature-scheme", alias = "scheme", default_value = "standard")]
+    #[arg(
+        long = "signature-scheme",
+        alias = "scheme",
+        default_value = "standard"
+    )]
     scheme: String,
     /// Received header "Name: value" (repeatable): webhook-id,
     /// webhook-timestamp, webhook-signature, or the hex scheme's header.
@@ -50,7 +54,10 @@ pub struct VerifyArgs {
 }
 
 fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
@@ -60,27 +67,39 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
         .map(|h| {
             h.split_once(':')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| AppError::bad_input(format!("--header: expected \"Name: value\", got {h:?}")))
+                .ok_or_else(|| {
+                    AppError::bad_input(format!("--header: expected \"Name: value\", got {h:?}"))
+                })
         })
         .collect::<AppResult<_>>()?;
     let body: Vec<u8> = match (&a.body, a.body_file.as_deref()) {
         (Some(b), _) => b.as_bytes().to_vec(),
         (None, Some("-")) => {
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|e| AppError::bad_input(format!("--body-file -: cannot read standard input: {e}")))?;
+            std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+                AppError::bad_input(format!("--body-file -: cannot read standard input: {e}"))
+            })?;
             buf
         }
         (None, Some(path)) => std::fs::read(path)
             .map_err(|e| AppError::bad_input(format!("--body-file: cannot read {path}: {e}")))?,
-        (None, None) => return Err(AppError::bad_input("give the raw body with --body or --body-file")),
+        (None, None) => {
+            return Err(AppError::bad_input(
+                "give the raw body with --body or --body-file",
+            ))
+        }
     };
     let result = match a.scheme.as_str() {
         "standard" => {
             let id = a.id.as_deref().or(header(&pairs, "webhook-id"));
-            let ts = a.timestamp.as_deref().or(header(&pairs, "webhook-timestamp"));
-            let sig = a.signature.as_deref().or(header(&pairs, "webhook-signature"));
+            let ts = a
+                .timestamp
+                .as_deref()
+                .or(header(&pairs, "webhook-timestamp"));
+            let sig = a
+                .signature
+                .as_deref()
+                .or(header(&pairs, "webhook-signature"));
             let (Some(id), Some(ts), Some(sig)) = (id, ts, sig) else {
                 return Err(AppError::bad_input(
                     "scheme standard needs webhook-id, webhook-timestamp and webhook-signature \
@@ -92,11 +111,25 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
             } else {
                 Some(super::duration_arg("--tolerance", &a.tolerance)?.as_secs() as i64)
             };
-            signer::verify_standard(&a.secret, id, ts, sig, &body, tolerance, chrono::Utc::now().timestamp())
+            signer::verify_standard(
+                &a.secret,
+                id,
+                ts,
+                sig,
+                &body,
+                tolerance,
+                chrono::Utc::now().timestamp(),
+            )
         }
         "hex" => {
-            let name = a.signature_header.as_deref().unwrap_or(signer::DEFAULT_HEX_HEADER);
-            let prefix = a.signature_prefix.as_deref().unwrap_or(signer::DEFAULT_HEX_PREFIX);
+            let name = a
+                .signature_header
+                .as_deref()
+                .unwrap_or(signer::DEFAULT_HEX_HEADER);
+            let prefix = a
+                .signature_prefix
+                .as_deref()
+                .unwrap_or(signer::DEFAULT_HEX_PREFIX);
             let Some(sig) = a.signature.as_deref().or(header(&pairs, name)) else {
                 return Err(AppError::bad_input(format!(
                     "scheme hex needs the {name} header (--header \"{name}: …\" or --signature)"
@@ -116,7 +149,12 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
             Ok(())
         }
         Err(VerifyError::Missing(h)) => Err(AppError::bad_input(format!("missing header {h}"))),
-        Err(VerifyError::BadTimestamp) => Err(AppError::bad_input(VerifyError::BadTimestamp.to_string())),
-        Err(e) => Err(AppError::new(crate::error::ErrorKind::Internal, format!("signature invalid: {e}"))),
+        Err(VerifyError::BadTimestamp) => {
+            Err(AppError::bad_input(VerifyError::BadTimestamp.to_string()))
+        }
+        Err(e) => Err(AppError::new(
+            crate::error::ErrorKind::Internal,
+            format!("signature invalid: {e}"),
+        )),
     }
 }

@@ -24,9 +24,12 @@ async fn resubmit_in(tx: &mut Tx, dlq_id: &str, now: i64) -> AppResult<String> {
         )));
     }
     let url = events::current_target(tx, &row.event_id).await?;
-    let delivery_id = events::insert_delivery(tx, &row.event_id, &row.merchant_id, &url, now).await?;
+    let delivery_id =
+        events::insert_delivery(tx, &row.event_id, &row.merchant_id, &url, now).await?;
     if !dead_letters::mark_resubmitted(tx, dlq_id, &delivery_id, now).await? {
-        return Err(AppError::conflict(format!("dead letter {dlq_id} was already resubmitted")));
+        return Err(AppError::conflict(format!(
+            "dead letter {dlq_id} was already resubmitted"
+        )));
     }
     Ok(delivery_id)
 }

@@ -48,7 +48,9 @@ impl EndpointLimiter {
             if map.len() >= EVICT_CHECK_EVERY && map.len() % EVICT_CHECK_EVERY == 0 {
                 map.retain(|_, e| now.duration_since(e.last_used) < IDLE_EVICT);
             }
-            let entry = map.entry(endpoint.to_string()).or_insert_with(|| self.make(per_sec, now));
+            let entry = map
+                .entry(endpoint.to_string())
+                .or_insert_with(|| self.make(per_sec, now));
             if entry.per_sec != per_sec {
                 *entry = self.make(per_sec, now);
             }
@@ -65,7 +67,9 @@ impl EndpointLimiter {
         let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
         Entry {
             per_sec,
-            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
+            limiter: Arc::new(RateLimiter::direct(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
             last_used: now,
         }
     }
@@ -82,7 +86,10 @@ mod tests {
             assert!(l.check("https://a:443/", None).is_ok());
         }
         let wait = l.check("https://a:443/", None).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
         // Another endpoint has its own bucket.
         assert!(l.check("https://b:443/", None).is_ok());
     }

@@ -79,7 +79,8 @@ pub async fn setup(pool: &sqlx::SqlitePool) -> AppResult<()> {
 /// Queues one attempt in the caller's transaction. The queue schedules in
 /// whole seconds, so `run_at_ms` is rounded up: never early.
 pub async fn push(tx: &mut Tx, job: &DeliveryJob, run_at_ms: i64, lane: Lane) -> AppResult<()> {
-    let args = serde_json::to_vec(job).map_err(|e| AppError::internal(format!("encode job: {e}")))?;
+    let args =
+        serde_json::to_vec(job).map_err(|e| AppError::internal(format!("encode job: {e}")))?;
     let run_at_secs = (run_at_ms.max(0) as u64).div_ceil(1000);
     let task = TaskBuilder::new(args).run_at_timestamp(run_at_secs).build();
     apalis_sqlite::queries::push_tasks(&mut **tx, lane.queue(), &[task]).await?;
@@ -116,7 +117,10 @@ impl WorkerSettings {
 }
 
 async fn handle(job: DeliveryJob, sender: Data<Arc<Sender>>) -> Result<(), BoxDynError> {
-    sender.handle(job).await.map_err(|e| Box::new(e) as BoxDynError)
+    sender
+        .handle(job)
+        .await
+        .map_err(|e| Box::new(e) as BoxDynError)
 }
 
 /// Runs both lanes' workers until `shutdown` is cancelled.
@@ -152,7 +156,9 @@ pub async fn run_workers(
         // spawned onto the runtime (`parallelize`), so they use every core.
         handles.push(tokio::task::spawn_blocking(move || {
             runtime.block_on(async move {
-                let strategy = Strategy::new().stream(signal.stream()).interval(poll_interval);
+                let strategy = Strategy::new()
+                    .stream(signal.stream())
+                    .interval(poll_interval);
                 let backend = SqliteStorage::<DeliveryJob>::new(&pool)
                     .with_config(config)
                     .poll_with_strategy(strategy);

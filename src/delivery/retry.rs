@@ -89,7 +89,10 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_http_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
         assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(90)));
         assert_eq!(parse_retry_after("soon", now), None);

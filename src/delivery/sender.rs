@@ -107,8 +107,24 @@ impl Sender {
         let url = match target::vet_url("url", &ctx.url, self.policy) {
             Ok(u) => u,
             Err(e) => {
-                let record = record(job.attempt, started_at, 0, None, Some("rejected_target"), Some(e.message), None);
-                return self.settle(&job, record, Next::Dead { reason: "rejected_target" }).await;
+                let record = record(
+                    job.attempt,
+                    started_at,
+                    0,
+                    None,
+                    Some("rejected_target"),
+                    Some(e.message),
+                    None,
+                );
+                return self
+                    .settle(
+                        &job,
+                        record,
+                        Next::Dead {
+                            reason: "rejected_target",
+                        },
+                    )
+                    .await;
             }
         };
 
@@ -130,11 +146,17 @@ impl Sender {
         match &next {
             Next::Succeeded => tracing::debug!(status = ex.status, duration_ms, "delivered"),
             Next::Retry { at_ms } => tracing::info!(
-                status = ex.status, error_kind = ex.error_kind, duration_ms,
-                retry_in_ms = at_ms - now_ms(), "attempt failed; retry scheduled"
+                status = ex.status,
+                error_kind = ex.error_kind,
+                duration_ms,
+                retry_in_ms = at_ms - now_ms(),
+                "attempt failed; retry scheduled"
             ),
             Next::Dead { reason } => tracing::warn!(
-                status = ex.status, error_kind = ex.error_kind, reason, "delivery dead-lettered"
+                status = ex.status,
+                error_kind = ex.error_kind,
+                reason,
+                "delivery dead-lettered"
             ),
         }
         let record = record(
@@ -157,7 +179,9 @@ impl Sender {
         }
         let n = u32::try_from(attempt).unwrap_or(u32::MAX);
         if self.retry.exhausted(n) {
-            return Next::Dead { reason: "exhausted" };
+            return Next::Dead {
+                reason: "exhausted",
+            };
         }
         let delay = self.retry.delay(n, rand::random::<f64>(), ex.retry_after);
         Next::Retry {
@@ -176,7 +200,10 @@ impl Sender {
     }
 
     async fn defer(&self, job: &DeliveryJob, wait: Duration) -> AppResult<()> {
-        tracing::debug!(wait_ms = wait.as_millis() as u64, "not attempted now; deferred");
+        tracing::debug!(
+            wait_ms = wait.as_millis() as u64,
+            "not attempted now; deferred"
+        );
         self.writer
             .submit(Outcome::Deferred {
                 delivery_id: job.delivery_id.clone(),
@@ -245,7 +272,10 @@ impl Sender {
             200..=299 => (None, body_error),
             300..=399 => (
                 Some("redirect"),
-                Some(format!("redirect {status} not followed; Location: {}", location.unwrap_or_default())),
+                Some(format!(
+                    "redirect {status} not followed; Location: {}",
+                    location.unwrap_or_default()
+                )),
             ),
             _ => (Some("status"), Some(format!("HTTP {status}"))),
         };
@@ -288,11 +318,21 @@ pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMa
     h.insert("webhook-timestamp", value(&timestamp.to_string())?);
     let body = ctx.payload.as_bytes();
     if ctx.signature_scheme == "hex" {
-        let name = ctx.signature_header.as_deref().unwrap_or(signer::DEFAULT_HEX_HEADER);
-        let prefix = ctx.signature_prefix.as_deref().unwrap_or(signer::DEFAULT_HEX_PREFIX);
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| AppError::internal("merchant signature_header is not a valid header name"))?;
-        h.insert(name, sensitive(&signer::hex_signature(&ctx.secret, prefix, body))?);
+        let name = ctx
+            .signature_header
+            .as_deref()
+            .unwrap_or(signer::DEFAULT_HEX_HEADER);
+        let prefix = ctx
+            .signature_prefix
+            .as_deref()
+            .unwrap_or(signer::DEFAULT_HEX_PREFIX);
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            AppError::internal("merchant signature_header is not a valid header name")
+        })?;
+        h.insert(
+            name,
+            sensitive(&signer::hex_signature(&ctx.secret, prefix, body))?,
+        );
     } else {
         let mut keys = vec![signer::standard_key(&ctx.secret)?];
         if let (Some(prev), Some(until)) = (&ctx.previous_secret, ctx.previous_secret_expires_at) {
@@ -302,10 +342,16 @@ pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMa
         }
         h.insert(
             "webhook-signature",
-            sensitive(&signer::standard_header(&keys, &ctx.event_id, timestamp, body))?,
+            sensitive(&signer::standard_header(
+                &keys,
+                &ctx.event_id,
+                timestamp,
+                body,
+            ))?,
         );
     }
-    let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&ctx.headers).unwrap_or_default();
+    let extra: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&ctx.headers).unwrap_or_default();
     for (name, v) in extra {
         let Some(v) = v.as_str() else { continue };
         let name = HeaderName::from_bytes(name.as_bytes())

@@ -47,7 +47,11 @@ pub fn standard_key(secret: &str) -> Result<Vec<u8>, AppError> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
     base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|_| AppError::bad_input("secret: expected whsec_ followed by base64 (as payhook issues them)"))
+        .map_err(|_| {
+            AppError::bad_input(
+                "secret: expected whsec_ followed by base64 (as payhook issues them)",
+            )
+        })
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {
@@ -98,7 +102,10 @@ impl fmt::Display for VerifyError {
             VerifyError::Missing(h) => write!(f, "missing header {h}"),
             VerifyError::BadTimestamp => f.write_str("webhook-timestamp: expected unix seconds"),
             VerifyError::TooOld { skew_secs } => {
-                write!(f, "webhook-timestamp is {skew_secs}s away from now (outside the tolerance)")
+                write!(
+                    f,
+                    "webhook-timestamp is {skew_secs}s away from now (outside the tolerance)"
+                )
             }
             VerifyError::NoMatch => f.write_str("no signature matches this secret and body"),
         }
@@ -115,10 +122,15 @@ pub fn verify_standard(
     tolerance_secs: Option<i64>,
     now_secs: i64,
 ) -> Result<(), VerifyError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     if let Some(tol) = tolerance_secs {
         if (now_secs - ts).abs() > tol {
-            return Err(VerifyError::TooOld { skew_secs: now_secs - ts });
+            return Err(VerifyError::TooOld {
+                skew_secs: now_secs - ts,
+            });
         }
     }
     let key = standard_key(secret).map_err(|_| VerifyError::NoMatch)?;
@@ -129,8 +141,12 @@ pub fn verify_standard(
     msg.push(b'.');
     msg.extend_from_slice(body);
     for sig in signature_header.split_whitespace() {
-        let Some(b64) = sig.strip_prefix("v1,") else { continue };
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) else { continue };
+        let Some(b64) = sig.strip_prefix("v1,") else {
+            continue;
+        };
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+            continue;
+        };
         let mut m = mac(&key);
         m.update(&msg);
         if m.verify_slice(&raw).is_ok() {
@@ -141,8 +157,16 @@ pub fn verify_standard(
 }
 
 /// Checks a `hex` scheme header value (`prefix` then hex) in constant time.
-pub fn verify_hex(secret: &str, prefix: &str, header_value: &str, body: &[u8]) -> Result<(), VerifyError> {
-    let hex_part = header_value.trim().strip_prefix(prefix).ok_or(VerifyError::NoMatch)?;
+pub fn verify_hex(
+    secret: &str,
+    prefix: &str,
+    header_value: &str,
+    body: &[u8],
+) -> Result<(), VerifyError> {
+    let hex_part = header_value
+        .trim()
+        .strip_prefix(prefix)
+        .ok_or(VerifyError::NoMatch)?;
     let raw = hex::decode(hex_part).map_err(|_| VerifyError::NoMatch)?;
     let mut m = mac(secret.as_bytes());
     m.update(body);
@@ -174,7 +198,10 @@ mod tests {
         let header = standard_header(&keys, "evt_1", 100, b"{}");
         assert!(verify_standard(&a, "evt_1", "100", &header, b"{}", None, 100).is_ok());
         assert!(verify_standard(&b, "evt_1", "100", &header, b"{}", None, 100).is_ok());
-        assert_eq!(verify_standard(&a, "evt_1", "100", &header, b"{ }", None, 100), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify_standard(&a, "evt_1", "100", &header, b"{ }", None, 100),
+            Err(VerifyError::NoMatch)
+        );
         assert!(matches!(
             verify_standard(&a, "evt_1", "100", &header, b"{}", Some(300), 1000),
             Err(VerifyError::TooOld { .. })
@@ -185,13 +212,19 @@ mod tests {
     fn hex_scheme_signs_body_with_secret_bytes() {
         let sig = hex_signature("topsecret", "sha256=", b"hello");
         // Independently computed with Python's hmac module.
-        assert_eq!(sig, "sha256=ed76fd36523b8becda5a3b36d0e3737e8ae5111f55e26c7c3a455a3ce29636d2");
+        assert_eq!(
+            sig,
+            "sha256=ed76fd36523b8becda5a3b36d0e3737e8ae5111f55e26c7c3a455a3ce29636d2"
+        );
         assert!(verify_hex("topsecret", "sha256=", &sig, b"hello").is_ok());
         assert!(verify_hex("other", "sha256=", &sig, b"hello").is_err());
     }
 
     #[test]
     fn secret_debug_is_redacted() {
-        assert_eq!(format!("{:?}", Secret::new("whsec_abc")), "Secret([redacted])");
+        assert_eq!(
+            format!("{:?}", Secret::new("whsec_abc")),
+            "Secret([redacted])"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub struct TargetPolicy {
 /// IP host — an allowed address. Returns the parsed URL.
 pub fn vet_url(field: &str, raw: &str, policy: TargetPolicy) -> Result<Url, AppError> {
     let url = Url::parse(raw).map_err(|e| {
-        AppError::bad_input(format!("{field}: expected an absolute https:// URL, got {raw:?} ({e})"))
+        AppError::bad_input(format!(
+            "{field}: expected an absolute https:// URL, got {raw:?} ({e})"
+        ))
     })?;
     match url.scheme() {
         "https" => {}
@@ -40,12 +42,17 @@ pub fn vet_url(field: &str, raw: &str, policy: TargetPolicy) -> Result<Url, AppE
         )));
     }
     let ip = match url.host() {
-        None => return Err(AppError::bad_input(format!("{field}: the URL has no host: {raw:?}"))),
+        None => {
+            return Err(AppError::bad_input(format!(
+                "{field}: the URL has no host: {raw:?}"
+            )))
+        }
         Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
         Some(Host::Domain(d)) => {
             let d = d.trim_end_matches('.');
-            if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost") {
+            if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+            {
                 Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
             } else {
                 None
@@ -108,7 +115,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 maps IPv4 (could reach private v4)
-        || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0)) // IPv4-compatible
+        || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0))
+    // IPv4-compatible
 }
 
 /// The rate-limit and circuit key of a URL: scheme + host + port + path.
@@ -135,8 +143,8 @@ mod tests {
     fn refuses_private_spellings() {
         for raw in [
             "https://127.0.0.1/x",
-            "https://2130706433/x",   // decimal 127.0.0.1
-            "https://0x7f000001/x",   // hex 127.0.0.1
+            "https://2130706433/x", // decimal 127.0.0.1
+            "https://0x7f000001/x", // hex 127.0.0.1
             "https://[::1]/x",
             "https://[::ffff:127.0.0.1]/x",
             "https://169.254.169.254/latest",
@@ -150,7 +158,10 @@ mod tests {
             "https://localhost/",
             "https://localhost./",
         ] {
-            assert!(vet_url("webhook_url", raw, STRICT).is_err(), "{raw} should be refused");
+            assert!(
+                vet_url("webhook_url", raw, STRICT).is_err(),
+                "{raw} should be refused"
+            );
         }
     }
 

@@ -54,7 +54,12 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
                 // One bad outcome must not fail its neighbours: retry singly.
                 tracing::warn!(error = %e, size = batch.len(), "outcome batch failed; writing one by one");
                 for (outcome, done) in batch.drain(..) {
-                    let res = deliveries::apply_outcomes(&store, std::slice::from_ref(&outcome), now_ms()).await;
+                    let res = deliveries::apply_outcomes(
+                        &store,
+                        std::slice::from_ref(&outcome),
+                        now_ms(),
+                    )
+                    .await;
                     let _ = done.send(res);
                 }
             }

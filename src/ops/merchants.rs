@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::delivery::signer;
 use crate::delivery::target::{self, TargetPolicy};
 use crate::error::{AppError, AppResult};
-use crate::events::{self, EventType};
+use crate::events::EventType;
 use crate::ids;
 use crate::store::merchants::{self, Merchant, MerchantView};
 use crate::store::{self, Store};
@@ -84,13 +84,18 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
                 .as_deref()
                 .unwrap_or(signer::DEFAULT_HEX_HEADER)
                 .to_ascii_lowercase();
-            if HeaderName::from_bytes(header.as_bytes()).is_err() || RESERVED_HEADERS.contains(&header.as_str()) {
+            if HeaderName::from_bytes(header.as_bytes()).is_err()
+                || RESERVED_HEADERS.contains(&header.as_str())
+            {
                 return Err(AppError::bad_input(format!(
                     "signature_header: expected an HTTP header name such as \"X-Webhook-Signature\" \
                      (not one payhook sets itself), got {header:?}"
                 )));
             }
-            let prefix = input.signature_prefix.clone().unwrap_or_else(|| signer::DEFAULT_HEX_PREFIX.to_string());
+            let prefix = input
+                .signature_prefix
+                .clone()
+                .unwrap_or_else(|| signer::DEFAULT_HEX_PREFIX.to_string());
             if prefix.len() > 64 || HeaderValue::from_str(&prefix).is_err() {
                 return Err(AppError::bad_input(
                     "signature_prefix: expected up to 64 printable characters such as \"sha256=\" or \"\"",
@@ -127,7 +132,8 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
         None => None,
         Some(list) => {
             for t in &list {
-                EventType::parse(t).map_err(|e| AppError::bad_input(format!("event_types: {}", e.message)))?;
+                EventType::parse(t)
+                    .map_err(|e| AppError::bad_input(format!("event_types: {}", e.message)))?;
             }
             Some(serde_json::to_string(&list).unwrap_or_default())
         }
@@ -167,7 +173,9 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
 /// New secret; the old one keeps signing (scheme `standard`) for `overlap`.
 pub async fn rotate_secret(store: &Store, id: &str, overlap: Duration) -> AppResult<WithSecret> {
     if overlap > Duration::from_secs(30 * 86400) {
-        return Err(AppError::bad_input("overlap: expected at most 30 days, such as \"24h\""));
+        return Err(AppError::bad_input(
+            "overlap: expected at most 30 days, such as \"24h\"",
+        ));
     }
     let secret = ids::new_secret();
     merchants::rotate_secret(store, id, &secret, now_ms() + overlap.as_millis() as i64).await?;
@@ -186,11 +194,8 @@ pub async fn enable(store: &Store, id: &str) -> AppResult<MerchantView> {
 /// Queues a `webhook.test` event to the merchant's URL; returns the event id.
 pub async fn send_test(store: &Store, id: &str) -> AppResult<(String, Option<String>)> {
     let m = merchants::get(store, id).await?;
-    let now = now_ms();
-    let event_id = ids::new_id(ids::EVENT);
-    let body = events::test_body(&event_id, now, &m.id);
     let mut tx = store.begin_write().await?;
-    let delivery = store::events::insert_with_delivery(&mut tx, &event_id, &m, None, EventType::Test, &body, &m.webhook_url, now).await?;
+    let sent = store::events::emit_test(&mut tx, &m, now_ms()).await?;
     store.commit(tx, true).await?;
-    Ok((event_id, delivery))
+    Ok(sent)
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::config::Config;
 use crate::delivery::target;
 use crate::error::{AppError, AppResult};
-use crate::events::{self, EventType};
+use crate::events::EventType;
 use crate::ids;
 use crate::money::Amount;
 use crate::ops::merchants::target_policy;
@@ -46,13 +46,19 @@ fn known_chain(cfg: &Config, chain: &str) -> AppResult<()> {
     let known: Vec<&str> = cfg.chains.keys().map(String::as_str).collect();
     Err(AppError::bad_input(format!(
         "chain: expected one of the configured chains ({}), got {chain:?}",
-        if known.is_empty() { "none configured: add [chains.<name>] to config.toml".to_string() } else { known.join(", ") }
+        if known.is_empty() {
+            "none configured: add [chains.<name>] to config.toml".to_string()
+        } else {
+            known.join(", ")
+        }
     )))
 }
 
 fn text(field: &str, v: &str, max: usize) -> AppResult<()> {
     if v.trim().is_empty() || v.len() > max {
-        return Err(AppError::bad_input(format!("{field}: expected 1 to {max} characters")));
+        return Err(AppError::bad_input(format!(
+            "{field}: expected 1 to {max} characters"
+        )));
     }
     Ok(())
 }
@@ -68,7 +74,11 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
     if let Some(u) = &input.callback_url {
         target::vet_url("callback_url", u, target_policy(cfg))?;
     }
-    let expires_at = input.expires_at.as_deref().map(|s| parse_rfc3339("expires_at", s)).transpose()?;
+    let expires_at = input
+        .expires_at
+        .as_deref()
+        .map(|s| parse_rfc3339("expires_at", s))
+        .transpose()?;
     let merchant = merchants::get(store, &input.merchant_id).await?;
     let now = now_ms();
     let p = Payment {
@@ -122,11 +132,7 @@ pub async fn detect(store: &Store, id: &str, d: Detection) -> AppResult<Payment>
     let p = payments::get_in(&mut tx, id).await?;
     let merchant = merchants::get(store, &p.merchant_id).await?;
     let head = chains::head_in(&mut tx, &p.chain).await?;
-    let event_id = ids::new_id(ids::EVENT);
-    let body = events::payment_body(&event_id, EventType::Detected, now, &p, head);
-    let url = p.callback_url.clone().unwrap_or_else(|| merchant.webhook_url.clone());
-    store::events::insert_with_delivery(&mut tx, &event_id, &merchant, Some(&p.id), EventType::Detected, &body, &url, now)
-        .await?;
+    store::events::emit_for_payment(&mut tx, &merchant, &p, EventType::Detected, head, now).await?;
     store.commit(tx, true).await?;
     Ok(p)
 }

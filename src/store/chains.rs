@@ -27,14 +27,18 @@ pub async fn set_head(store: &Store, chain: &str, height: i64, now: i64) -> AppR
 }
 
 pub async fn list(store: &Store) -> AppResult<Vec<ChainHead>> {
-    Ok(sqlx::query_as::<_, ChainHead>("SELECT name, head, updated_at FROM chains ORDER BY name")
-        .fetch_all(store.pool())
-        .await?)
+    Ok(
+        sqlx::query_as::<_, ChainHead>("SELECT name, head, updated_at FROM chains ORDER BY name")
+            .fetch_all(store.pool())
+            .await?,
+    )
 }
 
 pub async fn head_in(tx: &mut Tx, chain: &str) -> AppResult<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT head FROM chains WHERE name = $1")
-        .bind(chain)
-        .fetch_optional(&mut **tx)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT head FROM chains WHERE name = $1")
+            .bind(chain)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
 }

@@ -113,11 +113,15 @@ pub async fn insert(tx: &mut Tx, delivery_id: &str, reason: &str, now: i64) -> A
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<DeadLetter> {
-    sqlx::query_as::<_, DeadLetter>(concat!("SELECT ", columns!(), " FROM dead_letters WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?
-        .ok_or_else(|| AppError::not_found("dead letter", id))
+    sqlx::query_as::<_, DeadLetter>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM dead_letters WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or_else(|| AppError::not_found("dead letter", id))
 }
 
 pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<DeadLetter>> {
@@ -137,7 +141,12 @@ pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<
 }
 
 /// Marks a row resubmitted, only if it was not already; false if it was.
-pub async fn mark_resubmitted(tx: &mut Tx, id: &str, new_delivery_id: &str, now: i64) -> AppResult<bool> {
+pub async fn mark_resubmitted(
+    tx: &mut Tx,
+    id: &str,
+    new_delivery_id: &str,
+    now: i64,
+) -> AppResult<bool> {
     let done = sqlx::query(
         "UPDATE dead_letters SET resubmitted_at = $2, resubmitted_delivery_id = $3 \
          WHERE id = $1 AND resubmitted_at IS NULL",
@@ -152,9 +161,13 @@ pub async fn mark_resubmitted(tx: &mut Tx, id: &str, new_delivery_id: &str, now:
 
 /// Reads one row inside a write transaction (so a resubmit sees the latest state).
 pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<DeadLetter> {
-    sqlx::query_as::<_, DeadLetter>(concat!("SELECT ", columns!(), " FROM dead_letters WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| AppError::not_found("dead letter", id))
+    sqlx::query_as::<_, DeadLetter>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM dead_letters WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| AppError::not_found("dead letter", id))
 }

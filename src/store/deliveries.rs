@@ -73,7 +73,11 @@ impl Delivery {
             url: self.url.clone(),
             status: self.status.clone(),
             attempts: self.attempts,
-            next_attempt_at: if self.status == "pending" { self.next_attempt_at.map(rfc3339) } else { None },
+            next_attempt_at: if self.status == "pending" {
+                self.next_attempt_at.map(rfc3339)
+            } else {
+                None
+            },
             last_status_code: self.last_status_code,
             last_error: self.last_error.clone(),
             created_at: rfc3339(self.created_at),
@@ -134,7 +138,10 @@ impl std::fmt::Debug for AttemptContext {
     }
 }
 
-pub async fn attempt_context(store: &Store, delivery_id: &str) -> AppResult<Option<AttemptContext>> {
+pub async fn attempt_context(
+    store: &Store,
+    delivery_id: &str,
+) -> AppResult<Option<AttemptContext>> {
     Ok(sqlx::query_as::<_, AttemptContext>(
         "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
          m.id AS merchant_id, m.status AS merchant_status, m.secret, m.previous_secret, \
@@ -165,9 +172,13 @@ pub struct AttemptRecord {
 pub enum Next {
     Succeeded,
     /// Try again at this time (unix ms).
-    Retry { at_ms: i64 },
+    Retry {
+        at_ms: i64,
+    },
     /// Dead-letter with this reason.
-    Dead { reason: &'static str },
+    Dead {
+        reason: &'static str,
+    },
 }
 
 /// The result of handling one job, written by the outcome writer.
@@ -194,7 +205,11 @@ pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> Ap
     let mut queued = false;
     for outcome in outcomes {
         match outcome {
-            Outcome::Attempted { delivery_id, record, next } => {
+            Outcome::Attempted {
+                delivery_id,
+                record,
+                next,
+            } => {
                 let (status, next_at, completed) = match next {
                     Next::Succeeded => ("succeeded", None, Some(now)),
                     Next::Retry { at_ms } => ("pending", Some(*at_ms), None),
@@ -243,11 +258,16 @@ pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> Ap
                         queued = true;
                     }
                     Next::Dead { reason } => {
-                        crate::store::dead_letters::insert(&mut tx, delivery_id, reason, now).await?;
+                        crate::store::dead_letters::insert(&mut tx, delivery_id, reason, now)
+                            .await?;
                     }
                 }
             }
-            Outcome::Deferred { delivery_id, attempt, at_ms } => {
+            Outcome::Deferred {
+                delivery_id,
+                attempt,
+                at_ms,
+            } => {
                 let updated = sqlx::query(
                     "UPDATE deliveries SET next_attempt_at = $2, updated_at = $3 \
                      WHERE id = $1 AND status = 'pending' AND attempts = $4 - 1",
@@ -263,7 +283,11 @@ pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> Ap
                         delivery_id: delivery_id.clone(),
                         attempt: *attempt,
                     };
-                    let lane = if *attempt == 1 { Lane::First } else { Lane::Retry };
+                    let lane = if *attempt == 1 {
+                        Lane::First
+                    } else {
+                        Lane::Retry
+                    };
                     queue::push(&mut tx, &job, *at_ms, lane).await?;
                     queued = true;
                 }
@@ -274,11 +298,15 @@ pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> Ap
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Delivery> {
-    sqlx::query_as::<_, Delivery>(concat!("SELECT ", columns!(), " FROM deliveries WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?
-        .ok_or_else(|| AppError::not_found("delivery", id))
+    sqlx::query_as::<_, Delivery>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM deliveries WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or_else(|| AppError::not_found("delivery", id))
 }
 
 pub async fn attempts(store: &Store, delivery_id: &str) -> AppResult<Vec<Attempt>> {
@@ -305,8 +333,12 @@ pub async fn list(
             )));
         }
     }
-    Ok(sqlx::query_as::<_, Delivery>(concat!("SELECT ", columns!(), " FROM deliveries WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR merchant_id = $2) \
-         AND ($3 IS NULL OR event_id = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"))
+    Ok(sqlx::query_as::<_, Delivery>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM deliveries WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR merchant_id = $2) \
+         AND ($3 IS NULL OR event_id = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    ))
     .bind(status)
     .bind(merchant_id)
     .bind(event_id)

@@ -7,9 +7,10 @@ use serde::Serialize;
 use super::{Store, Tx};
 use crate::delivery::queue::{self, DeliveryJob, Lane};
 use crate::error::{AppError, AppResult};
-use crate::events::EventType;
+use crate::events::{self, EventType};
 use crate::ids;
 use crate::store::merchants::Merchant;
+use crate::store::payments::Payment;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Event {
@@ -47,12 +48,53 @@ impl Event {
     }
 }
 
-/// Inserts an event and, when the merchant subscribes to its type, a due
-/// delivery to `url` with its first-attempt job. Returns the delivery id.
-pub async fn insert_with_delivery(
+/// Writes the event for `p` entering its current status, and its delivery
+/// (to the payment's `callback_url`, else the merchant's `webhook_url`).
+/// Returns the delivery id, or `None` if the merchant does not subscribe.
+pub async fn emit_for_payment(
     tx: &mut Tx,
-    event_id: &str,
     merchant: &Merchant,
+    p: &Payment,
+    kind: EventType,
+    head: Option<i64>,
+    now: i64,
+) -> AppResult<Option<String>> {
+    let event_id = ids::new_id(ids::EVENT);
+    let body = events::payment_body(&event_id, kind, now, p, head);
+    let url = p.callback_url.as_deref().unwrap_or(&merchant.webhook_url);
+    insert_with_delivery(tx, merchant, &event_id, Some(&p.id), kind, &body, url, now).await
+}
+
+/// Writes a `webhook.test` event for the merchant and its delivery.
+/// Returns the event id and delivery id.
+pub async fn emit_test(
+    tx: &mut Tx,
+    merchant: &Merchant,
+    now: i64,
+) -> AppResult<(String, Option<String>)> {
+    let event_id = ids::new_id(ids::EVENT);
+    let body = events::test_body(&event_id, now, &merchant.id);
+    let delivery = insert_with_delivery(
+        tx,
+        merchant,
+        &event_id,
+        None,
+        EventType::Test,
+        &body,
+        &merchant.webhook_url,
+        now,
+    )
+    .await?;
+    Ok((event_id, delivery))
+}
+
+/// Inserts an event and, when the merchant subscribes to its type, a due
+/// delivery to `url` with its first-attempt job.
+#[allow(clippy::too_many_arguments)]
+async fn insert_with_delivery(
+    tx: &mut Tx,
+    merchant: &Merchant,
+    event_id: &str,
     payment_id: Option<&str>,
     kind: EventType,
     payload: &str,
@@ -73,11 +115,19 @@ pub async fn insert_with_delivery(
     if !merchant.subscribes_to(kind.as_str()) {
         return Ok(None);
     }
-    Ok(Some(insert_delivery(tx, event_id, &merchant.id, url, now).await?))
+    Ok(Some(
+        insert_delivery(tx, event_id, &merchant.id, url, now).await?,
+    ))
 }
 
 /// A new pending delivery of an existing event, due now.
-pub async fn insert_delivery(tx: &mut Tx, event_id: &str, merchant_id: &str, url: &str, now: i64) -> AppResult<String> {
+pub async fn insert_delivery(
+    tx: &mut Tx,
+    event_id: &str,
+    merchant_id: &str,
+    url: &str,
+    now: i64,
+) -> AppResult<String> {
     let delivery_id = ids::new_id(ids::DELIVERY);
     sqlx::query(
         "INSERT INTO deliveries (id, event_id, merchant_id, url, status, attempts, next_attempt_at, created_at, updated_at) \

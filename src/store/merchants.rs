@@ -82,7 +82,10 @@ impl Merchant {
             signature_header: header,
             signature_prefix: prefix,
             headers: headers.keys().cloned().collect(),
-            event_types: self.event_types.as_deref().and_then(|s| serde_json::from_str(s).ok()),
+            event_types: self
+                .event_types
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
             rate_limit_per_sec: self.rate_limit_per_sec,
             status: self.status.clone(),
             disabled_reason: self.disabled_reason.clone(),
@@ -141,18 +144,28 @@ pub async fn insert(store: &Store, m: &Merchant) -> AppResult<()> {
 }
 
 pub async fn find(store: &Store, id: &str) -> AppResult<Option<Merchant>> {
-    Ok(sqlx::query_as::<_, Merchant>(concat!("SELECT ", columns!(), " FROM merchants WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?)
+    Ok(sqlx::query_as::<_, Merchant>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM merchants WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?)
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Merchant> {
-    find(store, id).await?.ok_or_else(|| AppError::not_found("merchant", id))
+    find(store, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("merchant", id))
 }
 
 pub async fn list(store: &Store, page: &Page) -> AppResult<Vec<Merchant>> {
-    Ok(sqlx::query_as::<_, Merchant>(concat!("SELECT ", columns!(), " FROM merchants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"))
+    Ok(sqlx::query_as::<_, Merchant>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM merchants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    ))
     .bind(&page.cursor)
     .bind(page.limit)
     .fetch_all(store.pool())
@@ -160,7 +173,12 @@ pub async fn list(store: &Store, page: &Page) -> AppResult<Vec<Merchant>> {
 }
 
 /// Replaces the current secret; the old one keeps signing until `expires_at`.
-pub async fn rotate_secret(store: &Store, id: &str, new_secret: &str, expires_at: i64) -> AppResult<()> {
+pub async fn rotate_secret(
+    store: &Store,
+    id: &str,
+    new_secret: &str,
+    expires_at: i64,
+) -> AppResult<()> {
     let done = sqlx::query(
         "UPDATE merchants SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2 WHERE id = $1",
     )
@@ -175,7 +193,12 @@ pub async fn rotate_secret(store: &Store, id: &str, new_secret: &str, expires_at
     Ok(())
 }
 
-pub async fn set_status(store: &Store, id: &str, status: &str, reason: Option<&str>) -> AppResult<()> {
+pub async fn set_status(
+    store: &Store,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> AppResult<()> {
     let done = sqlx::query("UPDATE merchants SET status = $2, disabled_reason = $3 WHERE id = $1")
         .bind(id)
         .bind(status)

@@ -26,7 +26,6 @@ use crate::error::{AppError, AppResult};
 
 pub type Tx = Transaction<'static, Sqlite>;
 
-
 /// The handle every part of payhook shares: a pool, plus the signal that
 /// wakes local queue workers when a transaction has made work due.
 #[derive(Clone)]
@@ -61,7 +60,12 @@ impl Store {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(opts)
             .await
-            .map_err(|e| AppError::internal(format!("cannot open database {}: {e}", redact_url(&cfg.database.url))))?;
+            .map_err(|e| {
+                AppError::internal(format!(
+                    "cannot open database {}: {e}",
+                    redact_url(&cfg.database.url)
+                ))
+            })?;
         Ok(Store {
             pool,
             signal: QueueSignal::default(),

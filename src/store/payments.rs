@@ -101,28 +101,38 @@ pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
     .await;
     match res {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(AppError::conflict(format!(
-            "reference: {:?} is already used by another payment of merchant {}",
-            p.reference, p.merchant_id
-        ))),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(AppError::conflict(format!(
+                "reference: {:?} is already used by another payment of merchant {}",
+                p.reference, p.merchant_id
+            )))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Payment> {
-    sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?
-        .ok_or_else(|| AppError::not_found("payment", id))
+    sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or_else(|| AppError::not_found("payment", id))
 }
 
 pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<Payment> {
-    sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| AppError::not_found("payment", id))
+    sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| AppError::not_found("payment", id))
 }
 
 /// `pending` → `detected` with the sighting; false if it was not pending.
@@ -149,9 +159,18 @@ pub async fn mark_detected(
 }
 
 /// Detected payments on `chain` mined at or below `max_block`, oldest first.
-pub async fn due_for_confirmation(tx: &mut Tx, chain: &str, max_block: i64, limit: i64) -> AppResult<Vec<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE status = 'detected' AND chain = $1 AND block_number <= $2 \
-         ORDER BY block_number, id LIMIT $3"))
+pub async fn due_for_confirmation(
+    tx: &mut Tx,
+    chain: &str,
+    max_block: i64,
+    limit: i64,
+) -> AppResult<Vec<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE status = 'detected' AND chain = $1 AND block_number <= $2 \
+         ORDER BY block_number, id LIMIT $3"
+    ))
     .bind(chain)
     .bind(max_block)
     .bind(limit)
@@ -174,8 +193,12 @@ pub async fn mark_final(tx: &mut Tx, id: &str, status: &str, now: i64) -> AppRes
 
 /// Pending payments whose `expires_at` has passed.
 pub async fn due_for_expiry(tx: &mut Tx, now: i64, limit: i64) -> AppResult<Vec<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!("SELECT ", columns!(), " FROM payments WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
-         ORDER BY expires_at, id LIMIT $2"))
+    Ok(sqlx::query_as::<_, Payment>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM payments WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
+         ORDER BY expires_at, id LIMIT $2"
+    ))
     .bind(now)
     .bind(limit)
     .fetch_all(&mut **tx)
@@ -194,7 +217,9 @@ pub async fn mark_expired(tx: &mut Tx, id: &str, now: i64) -> AppResult<bool> {
 
 /// Counts by status (progress displays, tests, bench).
 pub async fn count_by_status(store: &Store) -> AppResult<Vec<(String, i64)>> {
-    Ok(sqlx::query_as("SELECT status, COUNT(*) FROM payments GROUP BY status ORDER BY status")
-        .fetch_all(store.pool())
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT status, COUNT(*) FROM payments GROUP BY status ORDER BY status")
+            .fetch_all(store.pool())
+            .await?,
+    )
 }

@@ -26,12 +26,22 @@ fn stderr(o: &Output) -> String {
 fn init_writes_a_token_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    let out = Command::new(payhook_bin()).args(["--config"]).arg(&path).arg("init").output().unwrap();
+    let out = Command::new(payhook_bin())
+        .args(["--config"])
+        .arg(&path)
+        .arg("init")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&path).unwrap();
     let token_line = text.lines().find(|l| l.starts_with("token = ")).unwrap();
     assert!(token_line.len() > 30);
-    let again = Command::new(payhook_bin()).args(["--config"]).arg(&path).arg("init").output().unwrap();
+    let again = Command::new(payhook_bin())
+        .args(["--config"])
+        .arg(&path)
+        .arg("init")
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(2));
     // The written file loads and validates.
     let ok = payhook(&path, &["merchant", "list"]);
@@ -54,7 +64,10 @@ fn every_command_has_help() {
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage"), "{args:?}");
     }
-    let bad = Command::new(payhook_bin()).args(["merchant", "frobnicate"]).output().unwrap();
+    let bad = Command::new(payhook_bin())
+        .args(["merchant", "frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
 
@@ -65,30 +78,106 @@ async fn merchant_payment_and_dlq_commands_with_exit_codes() {
     let rx = Receiver::start().await;
     rx.script("/fail", vec![500.into()]);
 
-    let bad = payhook(&config, &["merchant", "add", "--name", "x", "--webhook-url", "ftp://example.com"]);
+    let bad = payhook(
+        &config,
+        &[
+            "merchant",
+            "add",
+            "--name",
+            "x",
+            "--webhook-url",
+            "ftp://example.com",
+        ],
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("webhook_url"), "{}", stderr(&bad));
 
-    let out = payhook(&config, &["--json", "merchant", "add", "--name", "CLI Shop", "--webhook-url", &rx.url("/fail")]);
+    let out = payhook(
+        &config,
+        &[
+            "--json",
+            "merchant",
+            "add",
+            "--name",
+            "CLI Shop",
+            "--webhook-url",
+            &rx.url("/fail"),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let m: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let mid = m["id"].as_str().unwrap().to_string();
     assert!(m["secret"].as_str().unwrap().starts_with("whsec_"));
 
     let shown = payhook(&config, &["--json", "merchant", "show", &mid]);
-    assert!(!stdout(&shown).contains("whsec_"), "show never prints the secret");
+    assert!(
+        !stdout(&shown).contains("whsec_"),
+        "show never prints the secret"
+    );
     let missing = payhook(&config, &["merchant", "show", "mer_missing"]);
     assert_eq!(missing.status.code(), Some(2));
 
-    let out = payhook(&config, &["--json", "payment", "add", "--merchant-id", &mid, "--reference", "A-1", "--chain", "ethereum", "--address", "0xabc", "--expected-amount", "10.5"]);
+    let out = payhook(
+        &config,
+        &[
+            "--json",
+            "payment",
+            "add",
+            "--merchant-id",
+            &mid,
+            "--reference",
+            "A-1",
+            "--chain",
+            "ethereum",
+            "--address",
+            "0xabc",
+            "--expected-amount",
+            "10.5",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let pid = serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["id"].as_str().unwrap().to_string();
-    let bad_amount = payhook(&config, &["payment", "detect", &pid, "--tx-hash", "0x1", "--amount", "1,5", "--block-number", "7"]);
+    let pid = serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad_amount = payhook(
+        &config,
+        &[
+            "payment",
+            "detect",
+            &pid,
+            "--tx-hash",
+            "0x1",
+            "--amount",
+            "1,5",
+            "--block-number",
+            "7",
+        ],
+    );
     assert_eq!(bad_amount.status.code(), Some(2));
     assert!(stderr(&bad_amount).contains("amount"));
-    assert!(payhook(&config, &["chain", "head", "ethereum", "7"]).status.success());
-    assert!(payhook(&config, &["payment", "detect", &pid, "--tx-hash", "0x1", "--amount", "10.5", "--block-number", "7"]).status.success());
-    assert!(payhook(&config, &["chain", "head", "ethereum", "18"]).status.success());
+    assert!(payhook(&config, &["chain", "head", "ethereum", "7"])
+        .status
+        .success());
+    assert!(payhook(
+        &config,
+        &[
+            "payment",
+            "detect",
+            &pid,
+            "--tx-hash",
+            "0x1",
+            "--amount",
+            "10.5",
+            "--block-number",
+            "7"
+        ]
+    )
+    .status
+    .success());
+    assert!(payhook(&config, &["chain", "head", "ethereum", "18"])
+        .status
+        .success());
     let scan = payhook(&config, &["--json", "scan"]);
     let report: serde_json::Value = serde_json::from_str(&stdout(&scan)).unwrap();
     assert_eq!(report["confirmed"], 1);
@@ -111,7 +200,15 @@ async fn merchant_payment_and_dlq_commands_with_exit_codes() {
     assert_eq!(twice.status.code(), Some(1));
     assert!(stderr(&twice).contains("already resubmitted"));
 
-    let show = payhook(&config, &["--json", "deliveries", "show", rows[1]["delivery_id"].as_str().unwrap()]);
+    let show = payhook(
+        &config,
+        &[
+            "--json",
+            "deliveries",
+            "show",
+            rows[1]["delivery_id"].as_str().unwrap(),
+        ],
+    );
     let d: serde_json::Value = serde_json::from_str(&stdout(&show)).unwrap();
     assert_eq!(d["attempt_log"][0]["status_code"], 500);
 }
@@ -121,7 +218,9 @@ async fn verify_command_checks_a_real_delivery() {
     let env = Env::new().await;
     let rx = Receiver::start().await;
     let m = env.merchant(&rx.url("/v")).await;
-    payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
     let pipeline = env.start();
     let hit = wait_for(Duration::from_secs(20), "a delivery", || {
         let rx = rx.clone();
@@ -136,8 +235,14 @@ async fn verify_command_checks_a_real_delivery() {
             .args(["verify", "--secret", secret, "--body-file"])
             .arg(&body)
             .args(["-H", &format!("webhook-id: {}", hit.header("webhook-id"))])
-            .args(["-H", &format!("webhook-timestamp: {}", hit.header("webhook-timestamp"))])
-            .args(["-H", &format!("webhook-signature: {}", hit.header("webhook-signature"))])
+            .args([
+                "-H",
+                &format!("webhook-timestamp: {}", hit.header("webhook-timestamp")),
+            ])
+            .args([
+                "-H",
+                &format!("webhook-signature: {}", hit.header("webhook-signature")),
+            ])
             .output()
             .unwrap()
     };

@@ -10,33 +10,48 @@ fn run_with(toml: &str, env: &[(&str, &str)]) -> (i32, String) {
     let path = dir.path().join("config.toml");
     std::fs::write(&path, toml).unwrap();
     let mut cmd = Command::new(payhook_bin());
-    cmd.arg("--config").arg(&path).args(["merchant", "list"]).current_dir(dir.path());
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["merchant", "list"])
+        .current_dir(dir.path());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn unknown_key_names_the_key() {
     let (code, err) = run_with("[delivery]\ntimeuot = \"5s\"\n", &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("delivery.timeuot") && err.contains("unknown key"), "{err}");
+    assert!(
+        err.contains("delivery.timeuot") && err.contains("unknown key"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_duration_names_key_and_form() {
     let (code, err) = run_with("[delivery]\ntimeout = \"ten seconds\"\n", &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("delivery.timeout") && err.contains("\"10s\""), "{err}");
+    assert!(
+        err.contains("delivery.timeout") && err.contains("\"10s\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_database_url_names_accepted_forms() {
     let (code, err) = run_with("[database]\nurl = \"mysql://x\"\n", &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("database.url") && err.contains("postgres://") && err.contains("mysql://x"), "{err}");
+    assert!(
+        err.contains("database.url") && err.contains("postgres://") && err.contains("mysql://x"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -35,7 +35,8 @@ async fn kill_9_mid_run_loses_no_event_and_confirms_nothing_twice() {
     let mut next = 0;
     for _ in 0..120 {
         next += 1;
-        env.detected_payment(&m.merchant.id, &format!("C{next}"), "1.5", "1.5", 100).await;
+        env.detected_payment(&m.merchant.id, &format!("C{next}"), "1.5", "1.5", 100)
+            .await;
     }
     env.set_head(111).await;
 
@@ -47,7 +48,8 @@ async fn kill_9_mid_run_loses_no_event_and_confirms_nothing_twice() {
         let until = std::time::Instant::now() + Duration::from_millis(rng.random_range(300..900));
         while std::time::Instant::now() < until {
             next += 1;
-            env.detected_payment(&m.merchant.id, &format!("C{next}"), "1.5", "1.5", 105).await;
+            env.detected_payment(&m.merchant.id, &format!("C{next}"), "1.5", "1.5", 105)
+                .await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         child.kill().unwrap(); // SIGKILL
@@ -57,11 +59,19 @@ async fn kill_9_mid_run_loses_no_event_and_confirms_nothing_twice() {
 
     let mut child = spawn_serve(&config);
     let total = next;
-    wait_for(Duration::from_secs(90), "every payment confirmed and every delivery succeeded", || async {
-        let confirmed = env.count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'").await;
-        let unsettled = env.count("SELECT COUNT(*) FROM deliveries WHERE status <> 'succeeded'").await;
-        (confirmed == total as i64 && unsettled == 0).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(90),
+        "every payment confirmed and every delivery succeeded",
+        || async {
+            let confirmed = env
+                .count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'")
+                .await;
+            let unsettled = env
+                .count("SELECT COUNT(*) FROM deliveries WHERE status <> 'succeeded'")
+                .await;
+            (confirmed == total as i64 && unsettled == 0).then_some(())
+        },
+    )
     .await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -81,9 +91,25 @@ async fn kill_9_mid_run_loses_no_event_and_confirms_nothing_twice() {
         assert_eq!((*detected, *confirmed), (1, 1), "payment {id}");
     }
     // Every event reached the receiver (at least once, same webhook-id).
-    let events: Vec<(String,)> = sqlx::query_as("SELECT id FROM events").fetch_all(env.store.pool()).await.unwrap();
-    let received: HashSet<String> = rx.hits("/crash").iter().map(|h| h.header("webhook-id")).collect();
-    let missing: Vec<&String> = events.iter().map(|(id,)| id).filter(|id| !received.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} events never delivered, e.g. {:?}", missing.len(), missing.first());
+    let events: Vec<(String,)> = sqlx::query_as("SELECT id FROM events")
+        .fetch_all(env.store.pool())
+        .await
+        .unwrap();
+    let received: HashSet<String> = rx
+        .hits("/crash")
+        .iter()
+        .map(|h| h.header("webhook-id"))
+        .collect();
+    let missing: Vec<&String> = events
+        .iter()
+        .map(|(id,)| id)
+        .filter(|id| !received.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} events never delivered, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     assert_eq!(events.len(), total * 2);
 }

@@ -16,21 +16,27 @@ async fn standard_signature_verifies_with_official_library() {
     let rx = Receiver::start().await;
     let m = env.merchant(&rx.url("/hooks")).await;
     env.set_head(100).await;
-    env.detected_payment(&m.merchant.id, "ORDER-1", "100.00", "100.00", 100).await;
+    env.detected_payment(&m.merchant.id, "ORDER-1", "100.00", "100.00", 100)
+        .await;
     env.set_head(111).await;
     let pipeline = env.start();
 
-    let hits = wait_for(Duration::from_secs(20), "detected + confirmed deliveries", || {
-        let rx = rx.clone();
-        async move { (rx.hits("/hooks").len() >= 2).then(|| rx.hits("/hooks")) }
-    })
+    let hits = wait_for(
+        Duration::from_secs(20),
+        "detected + confirmed deliveries",
+        || {
+            let rx = rx.clone();
+            async move { (rx.hits("/hooks").len() >= 2).then(|| rx.hits("/hooks")) }
+        },
+    )
     .await;
     pipeline.stop().await.unwrap();
 
     let wh = standardwebhooks::Webhook::new(&m.secret).unwrap();
     let mut types = vec![];
     for hit in &hits {
-        wh.verify(&hit.body, &hit.headers).expect("official library verifies payhook's signature");
+        wh.verify(&hit.body, &hit.headers)
+            .expect("official library verifies payhook's signature");
         let body = hit.json();
         assert_eq!(hit.header("webhook-id"), body["id"].as_str().unwrap());
         assert!(hit.header("webhook-id").starts_with("evt_"));
@@ -46,7 +52,11 @@ async fn standard_signature_verifies_with_official_library() {
     }
     types.sort();
     assert_eq!(types, ["payment.confirmed", "payment.detected"]);
-    let confirmed = hits.iter().map(|h| h.json()).find(|b| b["type"] == "payment.confirmed").unwrap();
+    let confirmed = hits
+        .iter()
+        .map(|h| h.json())
+        .find(|b| b["type"] == "payment.confirmed")
+        .unwrap();
     assert_eq!(confirmed["data"]["confirmations"], 12);
     assert_eq!(confirmed["data"]["block_number"], 100);
     assert_eq!(confirmed["data"]["status"], "confirmed");
@@ -72,7 +82,9 @@ async fn hex_scheme_verifies_with_independent_hmac_and_sends_extra_headers() {
             ..Default::default()
         })
         .await;
-    let (event_id, _) = payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    let (event_id, _) = payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
     let pipeline = env.start();
     let hit = wait_for(Duration::from_secs(20), "test event", || {
         let rx = rx.clone();
@@ -88,7 +100,10 @@ async fn hex_scheme_verifies_with_independent_hmac_and_sends_extra_headers() {
     assert_eq!(hit.header("api-key"), "k-123-secret");
     assert_eq!(hit.header("webhook-id"), event_id);
     assert!(!hit.header("webhook-timestamp").is_empty());
-    assert!(hit.header("webhook-signature").is_empty(), "hex scheme sends no standard signature");
+    assert!(
+        hit.header("webhook-signature").is_empty(),
+        "hex scheme sends no standard signature"
+    );
     assert_eq!(hit.json()["type"], "webhook.test");
 }
 
@@ -104,14 +119,19 @@ async fn redirect_is_a_failed_attempt_recording_the_location() {
         }],
     );
     let m = env.merchant(&rx.url("/moved")).await;
-    payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
     let pipeline = env.start();
     wait_for(Duration::from_secs(20), "dead letter", || async {
         (env.count("SELECT COUNT(*) FROM dead_letters").await == 1).then_some(())
     })
     .await;
     pipeline.stop().await.unwrap();
-    assert!(rx.hits("/elsewhere").is_empty(), "redirect must not be followed");
+    assert!(
+        rx.hits("/elsewhere").is_empty(),
+        "redirect must not be followed"
+    );
     let (kind, error, code): (String, String, i64) =
         sqlx::query_as("SELECT error_kind, error, status_code FROM delivery_attempts")
             .fetch_one(env.store.pool())
@@ -134,8 +154,11 @@ async fn event_filter_skips_unsubscribed_types_but_test_always_goes() {
         })
         .await;
     env.set_head(5).await;
-    env.detected_payment(&m.merchant.id, "P1", "1", "1", 5).await;
-    payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    env.detected_payment(&m.merchant.id, "P1", "1", "1", 5)
+        .await;
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
     env.set_head(16).await;
     let pipeline = env.start();
     wait_for(Duration::from_secs(20), "two deliveries", || {
@@ -145,7 +168,11 @@ async fn event_filter_skips_unsubscribed_types_but_test_always_goes() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     pipeline.stop().await.unwrap();
-    let mut types: Vec<String> = rx.hits("/picky").iter().map(|h| h.json()["type"].as_str().unwrap().to_string()).collect();
+    let mut types: Vec<String> = rx
+        .hits("/picky")
+        .iter()
+        .map(|h| h.json()["type"].as_str().unwrap().to_string())
+        .collect();
     types.sort();
     assert_eq!(types, ["payment.confirmed", "webhook.test"]);
     // The detected event is stored (audit) but has no delivery.

@@ -16,7 +16,9 @@ async fn retries_back_off_then_dead_letter_then_resubmit_once() {
     let rx = Receiver::start().await;
     rx.script("/down", vec![500.into()]);
     let m = env.merchant(&rx.url("/down")).await;
-    let (event_id, delivery_id) = payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    let (event_id, delivery_id) = payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
     let delivery_id = delivery_id.unwrap();
     let pipeline = env.start();
 
@@ -29,31 +31,60 @@ async fn retries_back_off_then_dead_letter_then_resubmit_once() {
     assert_eq!(hits.len(), 3, "exactly max_attempts attempts");
     let d1 = hits[1].at - hits[0].at;
     let d2 = hits[2].at - hits[1].at;
-    assert!(d1 >= Duration::from_millis(950) && d1 < Duration::from_millis(3500), "first delay {d1:?}");
-    assert!(d2 >= Duration::from_millis(1950) && d2 < Duration::from_millis(4500), "second delay {d2:?}");
+    assert!(
+        d1 >= Duration::from_millis(950) && d1 < Duration::from_millis(3500),
+        "first delay {d1:?}"
+    );
+    assert!(
+        d2 >= Duration::from_millis(1950) && d2 < Duration::from_millis(4500),
+        "second delay {d2:?}"
+    );
     assert!(hits.iter().all(|h| h.header("webhook-id") == event_id));
 
     let d = deliveries::get(&env.store, &delivery_id).await.unwrap();
-    assert_eq!((d.status.as_str(), d.attempts, d.last_status_code), ("dead", 3, Some(500)));
-    let attempts = deliveries::attempts(&env.store, &delivery_id).await.unwrap();
-    assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2, 3]);
-    assert!(attempts.iter().all(|a| a.status_code == Some(500) && a.error_kind.as_deref() == Some("status")));
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.last_status_code),
+        ("dead", 3, Some(500))
+    );
+    let attempts = deliveries::attempts(&env.store, &delivery_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(attempts
+        .iter()
+        .all(|a| a.status_code == Some(500) && a.error_kind.as_deref() == Some("status")));
     assert_eq!(attempts[0].response_body.as_deref(), Some("ok"));
 
-    let rows = dead_letters::list(&env.store, &Default::default(), &Page::new(None, None).unwrap()).await.unwrap();
+    let rows = dead_letters::list(
+        &env.store,
+        &Default::default(),
+        &Page::new(None, None).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!((row.reason.as_str(), row.attempts, row.delivery_id.as_str()), ("exhausted", 3, delivery_id.as_str()));
+    assert_eq!(
+        (row.reason.as_str(), row.attempts, row.delivery_id.as_str()),
+        ("exhausted", 3, delivery_id.as_str())
+    );
     assert_eq!(row.event_id, event_id);
 
     // The receiver recovers; the resubmission delivers the same event id.
     rx.script("/down", vec![200.into()]);
     let new_delivery = dlq::resubmit(&env.store, &row.id).await.unwrap();
     assert_ne!(new_delivery, delivery_id);
-    wait_for(Duration::from_secs(20), "the resubmitted delivery", || async {
-        let d = deliveries::get(&env.store, &new_delivery).await.unwrap();
-        (d.status == "succeeded").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the resubmitted delivery",
+        || async {
+            let d = deliveries::get(&env.store, &new_delivery).await.unwrap();
+            (d.status == "succeeded").then_some(())
+        },
+    )
     .await;
     pipeline.stop().await.unwrap();
     let hits = rx.hits("/down");
@@ -64,7 +95,10 @@ async fn retries_back_off_then_dead_letter_then_resubmit_once() {
     let again = dlq::resubmit(&env.store, &row.id).await.unwrap_err();
     assert_eq!(again.kind, ErrorKind::Conflict, "{}", again.message);
     let row = dead_letters::get(&env.store, &row.id).await.unwrap();
-    assert_eq!(row.resubmitted_delivery_id.as_deref(), Some(new_delivery.as_str()));
+    assert_eq!(
+        row.resubmitted_delivery_id.as_deref(),
+        Some(new_delivery.as_str())
+    );
 }
 
 #[tokio::test]
@@ -75,17 +109,20 @@ async fn connection_refused_is_retried_and_recorded() {
     let url = format!("http://{}/gone", closed.local_addr().unwrap());
     drop(closed);
     let m = env.merchant(&url).await;
-    payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
     let pipeline = env.start();
     wait_for(Duration::from_secs(30), "the dead letter", || async {
         (env.count("SELECT COUNT(*) FROM dead_letters").await == 1).then_some(())
     })
     .await;
     pipeline.stop().await.unwrap();
-    let kinds: Vec<(String,)> = sqlx::query_as("SELECT error_kind FROM delivery_attempts ORDER BY attempt")
-        .fetch_all(env.store.pool())
-        .await
-        .unwrap();
+    let kinds: Vec<(String,)> =
+        sqlx::query_as("SELECT error_kind FROM delivery_attempts ORDER BY attempt")
+            .fetch_all(env.store.pool())
+            .await
+            .unwrap();
     assert_eq!(kinds, [("connect".to_string(),), ("connect".to_string(),)]);
 }
 
@@ -96,7 +133,9 @@ async fn bulk_resubmit_by_filter_skips_rows_already_resubmitted() {
     rx.script("/x", vec![503.into()]);
     let m = env.merchant(&rx.url("/x")).await;
     for _ in 0..3 {
-        payhook::ops::merchants::send_test(&env.store, &m.merchant.id).await.unwrap();
+        payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+            .await
+            .unwrap();
     }
     let pipeline = env.start();
     wait_for(Duration::from_secs(20), "three dead letters", || async {
@@ -104,14 +143,30 @@ async fn bulk_resubmit_by_filter_skips_rows_already_resubmitted() {
     })
     .await;
     pipeline.stop().await.unwrap();
-    let rows = dead_letters::list(&env.store, &Default::default(), &Page::new(None, None).unwrap()).await.unwrap();
+    let rows = dead_letters::list(
+        &env.store,
+        &Default::default(),
+        &Page::new(None, None).unwrap(),
+    )
+    .await
+    .unwrap();
     dlq::resubmit(&env.store, &rows[0].id).await.unwrap();
     let filter = dead_letters::Filter {
         merchant_id: Some(m.merchant.id.clone()),
         reason: Some("exhausted".into()),
         ..Default::default()
     };
-    assert_eq!(dlq::resubmit_matching(&env.store, &filter).await.unwrap(), 2);
-    assert_eq!(dlq::resubmit_matching(&env.store, &filter).await.unwrap(), 0);
-    assert_eq!(env.count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").await, 3);
+    assert_eq!(
+        dlq::resubmit_matching(&env.store, &filter).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        dlq::resubmit_matching(&env.store, &filter).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+            .await,
+        3
+    );
 }

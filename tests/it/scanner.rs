@@ -16,7 +16,9 @@ async fn confirms_exactly_at_the_configured_depth() {
     let env = Env::new().await;
     let m = env.merchant("http://127.0.0.1:9/none").await;
     env.set_head(1000).await;
-    let id = env.detected_payment(&m.merchant.id, "D1", "5", "5", 1000).await;
+    let id = env
+        .detected_payment(&m.merchant.id, "D1", "5", "5", 1000)
+        .await;
     env.set_head(1010).await; // 11 confirmations of 12
     assert_eq!(scan_once(&env.store, &env.cfg).await.unwrap().total(), 0);
     assert_eq!(status(&env, &id).await, "detected");
@@ -26,12 +28,15 @@ async fn confirms_exactly_at_the_configured_depth() {
     assert_eq!(status(&env, &id).await, "confirmed");
     // A second scan changes nothing: no double confirmation.
     assert_eq!(scan_once(&env.store, &env.cfg).await.unwrap().total(), 0);
-    let confirmed_events = env.count("SELECT COUNT(*) FROM events WHERE type = 'payment.confirmed'").await;
+    let confirmed_events = env
+        .count("SELECT COUNT(*) FROM events WHERE type = 'payment.confirmed'")
+        .await;
     assert_eq!(confirmed_events, 1);
     // Every event has its delivery and its queued job.
     assert_eq!(env.count("SELECT COUNT(*) FROM deliveries").await, 2);
     assert_eq!(
-        env.count("SELECT COUNT(*) FROM Jobs WHERE job_type = 'payhook.deliveries.first'").await,
+        env.count("SELECT COUNT(*) FROM Jobs WHERE job_type = 'payhook.deliveries.first'")
+            .await,
         2
     );
 }
@@ -42,19 +47,44 @@ async fn classifies_by_exact_decimal_comparison_at_the_last_digit() {
     let m = env.merchant("http://127.0.0.1:9/none").await;
     env.set_head(1).await;
     let exp = "123456789012.000000000000000001";
-    let exact = env.detected_payment(&m.merchant.id, "E", exp, "123456789012.0000000000000000010", 1).await;
-    let under = env.detected_payment(&m.merchant.id, "U", exp, "123456789012.000000000000000000", 1).await;
-    let over = env.detected_payment(&m.merchant.id, "O", exp, "123456789012.000000000000000002", 1).await;
+    let exact = env
+        .detected_payment(
+            &m.merchant.id,
+            "E",
+            exp,
+            "123456789012.0000000000000000010",
+            1,
+        )
+        .await;
+    let under = env
+        .detected_payment(
+            &m.merchant.id,
+            "U",
+            exp,
+            "123456789012.000000000000000000",
+            1,
+        )
+        .await;
+    let over = env
+        .detected_payment(
+            &m.merchant.id,
+            "O",
+            exp,
+            "123456789012.000000000000000002",
+            1,
+        )
+        .await;
     env.set_head(12).await;
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!((r.confirmed, r.underpaid, r.overpaid), (1, 1, 1));
     assert_eq!(status(&env, &exact).await, "confirmed");
     assert_eq!(status(&env, &under).await, "underpaid");
     assert_eq!(status(&env, &over).await, "overpaid");
-    let body: String = sqlx::query_scalar("SELECT payload FROM events WHERE type = 'payment.underpaid'")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap();
+    let body: String =
+        sqlx::query_scalar("SELECT payload FROM events WHERE type = 'payment.underpaid'")
+            .fetch_one(env.store.pool())
+            .await
+            .unwrap();
     // Amounts travel as the exact strings given.
     assert!(body.contains(r#""expected_amount":"123456789012.000000000000000001","received_amount":"123456789012.000000000000000000""#), "{body}");
 }
@@ -81,7 +111,11 @@ async fn pending_payment_expires_with_an_event() {
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!(r.expired, 1);
     assert_eq!(status(&env, &p.id).await, "expired");
-    assert_eq!(env.count("SELECT COUNT(*) FROM events WHERE type = 'payment.expired'").await, 1);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM events WHERE type = 'payment.expired'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -97,18 +131,54 @@ async fn bad_payment_input_is_refused_with_the_field_named() {
         ..Default::default()
     };
     let cases = [
-        (NewPayment { expected_amount: "1e5".into(), ..base() }, "expected_amount"),
-        (NewPayment { expected_amount: "-1".into(), ..base() }, "expected_amount"),
-        (NewPayment { chain: "dogecoin".into(), ..base() }, "chain"),
-        (NewPayment { expires_at: Some("tomorrow".into()), ..base() }, "expires_at"),
-        (NewPayment { merchant_id: "mer_nope".into(), ..base() }, "mer_nope"),
+        (
+            NewPayment {
+                expected_amount: "1e5".into(),
+                ..base()
+            },
+            "expected_amount",
+        ),
+        (
+            NewPayment {
+                expected_amount: "-1".into(),
+                ..base()
+            },
+            "expected_amount",
+        ),
+        (
+            NewPayment {
+                chain: "dogecoin".into(),
+                ..base()
+            },
+            "chain",
+        ),
+        (
+            NewPayment {
+                expires_at: Some("tomorrow".into()),
+                ..base()
+            },
+            "expires_at",
+        ),
+        (
+            NewPayment {
+                merchant_id: "mer_nope".into(),
+                ..base()
+            },
+            "mer_nope",
+        ),
     ];
     for (input, field) in cases {
-        let e = payments::create(&env.store, &env.cfg, input).await.unwrap_err();
+        let e = payments::create(&env.store, &env.cfg, input)
+            .await
+            .unwrap_err();
         assert!(e.message.contains(field), "{field}: {}", e.message);
         assert_eq!(e.exit_code(), 2);
     }
-    payments::create(&env.store, &env.cfg, base()).await.unwrap();
-    let dup = payments::create(&env.store, &env.cfg, base()).await.unwrap_err();
+    payments::create(&env.store, &env.cfg, base())
+        .await
+        .unwrap();
+    let dup = payments::create(&env.store, &env.cfg, base())
+        .await
+        .unwrap_err();
     assert!(dup.message.contains("reference"), "{}", dup.message);
 }

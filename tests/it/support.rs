@@ -72,7 +72,12 @@ pub struct Receiver {
     state: Arc<Mutex<RecvState>>,
 }
 
-async fn record(State(state): State<Arc<Mutex<RecvState>>>, uri: OriginalUri, headers: HeaderMap, body: Bytes) -> Response {
+async fn record(
+    State(state): State<Arc<Mutex<RecvState>>>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
     let mut s = state.lock().unwrap();
     s.hits.push(Hit {
@@ -92,7 +97,8 @@ async fn record(State(state): State<Arc<Mutex<RecvState>>>, uri: OriginalUri, he
     };
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), "ok").into_response();
     for (k, v) in reply.headers {
-        resp.headers_mut().insert(k, HeaderValue::from_str(&v).unwrap());
+        resp.headers_mut()
+            .insert(k, HeaderValue::from_str(&v).unwrap());
     }
     resp
 }
@@ -119,7 +125,14 @@ impl Receiver {
     }
 
     pub fn hits(&self, path: &str) -> Vec<Hit> {
-        self.state.lock().unwrap().hits.iter().filter(|h| h.path == path).cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .iter()
+            .filter(|h| h.path == path)
+            .cloned()
+            .collect()
     }
 
     pub fn all_hits(&self) -> Vec<Hit> {
@@ -138,7 +151,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -193,7 +209,15 @@ impl Env {
     }
 
     pub fn start(&self) -> Pipeline {
-        Pipeline::start(&self.store, &self.cfg, Parts { scanner: true, sender: true }).unwrap()
+        Pipeline::start(
+            &self.store,
+            &self.cfg,
+            Parts {
+                scanner: true,
+                sender: true,
+            },
+        )
+        .unwrap()
     }
 
     pub async fn merchant(&self, url: &str) -> WithSecret {
@@ -206,15 +230,26 @@ impl Env {
     }
 
     pub async fn merchant_with(&self, input: NewMerchant) -> WithSecret {
-        merchants::create(&self.store, &self.cfg, input).await.unwrap()
+        merchants::create(&self.store, &self.cfg, input)
+            .await
+            .unwrap()
     }
 
     pub async fn set_head(&self, height: i64) {
-        payments::set_head(&self.store, &self.cfg, "ethereum", height).await.unwrap();
+        payments::set_head(&self.store, &self.cfg, "ethereum", height)
+            .await
+            .unwrap();
     }
 
     /// A payment detected at `block` with `received` of `expected`.
-    pub async fn detected_payment(&self, merchant_id: &str, reference: &str, expected: &str, received: &str, block: i64) -> String {
+    pub async fn detected_payment(
+        &self,
+        merchant_id: &str,
+        reference: &str,
+        expected: &str,
+        received: &str,
+        block: i64,
+    ) -> String {
         let p = payments::create(
             &self.store,
             &self.cfg,
@@ -252,7 +287,10 @@ impl Env {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
     }
 }
 
@@ -270,7 +308,10 @@ pub fn write_config(dir: &std::path::Path, cfg: &Config) -> PathBuf {
 
 fn toml_of(cfg: &Config) -> String {
     let mut s = String::new();
-    s += &format!("[database]\nurl = {:?}\nmax_connections = {}\n", cfg.database.url, cfg.database.max_connections);
+    s += &format!(
+        "[database]\nurl = {:?}\nmax_connections = {}\n",
+        cfg.database.url, cfg.database.max_connections
+    );
     s += &format!(
         "[scanner]\ninterval = \"{}ms\"\nbatch_size = {}\n",
         cfg.scanner.interval.0.as_millis(),
@@ -297,6 +338,9 @@ fn toml_of(cfg: &Config) -> String {
         cfg.retry.cap.0.as_millis(),
         cfg.retry.jitter
     );
-    s += &format!("[admin]\ntoken = {:?}\n", cfg.admin.token.clone().unwrap_or_default());
+    s += &format!(
+        "[admin]\ntoken = {:?}\n",
+        cfg.admin.token.clone().unwrap_or_default()
+    );
     s
 }
