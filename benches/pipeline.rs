@@ -1,0 +1,187 @@
+//! `make bench`: N payments → confirmed → signed delivery to a local
+//! keep-alive receiver, compared with the raw reqwest POST rate to the same
+//! receiver (the ceiling). Prints figures; asserts nothing about speed.
+//!
+//! PAYHOOK_BENCH_N (default 5000) sets N.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use payhook::config::{ChainConfig, Config, HumanDuration};
+use payhook::ops::merchants::{self, NewMerchant};
+use payhook::ops::payments::{self, Detection, NewPayment};
+use payhook::pipeline::{Parts, Pipeline};
+use payhook::store::Store;
+
+fn main() {
+    let n: usize = std::env::var("PAYHOOK_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run(n));
+}
+
+async fn start_receiver() -> (String, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), hits)
+}
+
+/// Raw reqwest POSTs with the same concurrency and a body of the same size.
+async fn ceiling(url: &str, n: usize, concurrency: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let body = "x".repeat(450);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, body, next) = (client.clone(), url.to_string(), body.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let r = client.post(&url).body(body.clone()).send().await.unwrap();
+                let _ = r.bytes().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn bench_config(db: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.database.url = format!("sqlite://{}?mode=rwc", db.display());
+    cfg.delivery.allow_http = true;
+    cfg.delivery.allow_private_targets = true;
+    cfg.delivery.rate_limit_per_sec = 1_000_000;
+    cfg.delivery.rate_limit_burst = 100_000;
+    cfg.scanner.interval = HumanDuration(Duration::from_millis(100));
+    cfg.scanner.batch_size = 500;
+    cfg.chains.insert("ethereum".into(), ChainConfig { confirmations: 12, rpc_url: None });
+    cfg
+}
+
+async fn seed(store: &Store, cfg: &Config, merchant_id: &str, n: usize, block: i64, tag: &str) {
+    for i in 0..n {
+        let p = payments::create(
+            store,
+            cfg,
+            NewPayment {
+                merchant_id: merchant_id.into(),
+                reference: format!("{tag}-{i}"),
+                chain: "ethereum".into(),
+                token: Some("USDT".into()),
+                address: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into(),
+                expected_amount: "100.00".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        payments::detect(
+            store,
+            &p.id,
+            Detection { tx_hash: format!("0x{tag}{i}"), amount: "100.00".into(), block_number: block },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn succeeded(store: &Store) -> i64 {
+    payhook::store::deliveries::count_by_status(store).await.unwrap().1
+}
+
+async fn wait_delivered(store: &Store, target: i64) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while succeeded(store).await < target {
+        assert!(Instant::now() < deadline, "bench did not finish in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn run(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = bench_config(&dir.path().join("bench.db"));
+    let concurrency = cfg.delivery.concurrency as usize;
+    let (url, hits) = start_receiver().await;
+
+    // Warm the receiver, then measure the ceiling.
+    ceiling(&url, 500, concurrency).await;
+    let raw = ceiling(&url, n, concurrency).await;
+
+    let store = payhook::cli::open(&cfg).await.unwrap();
+    let m = merchants::create(
+        &store,
+        &cfg,
+        NewMerchant {
+            name: "bench".into(),
+            webhook_url: url.clone(),
+            // Only confirmations are delivered, so N payments = N deliveries.
+            event_types: Some(vec!["payment.confirmed".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    payments::set_head(&store, &cfg, "ethereum", 1000).await.unwrap();
+
+    // 1) End to end: pipeline running, N detected payments become due at once.
+    let t = Instant::now();
+    seed(&store, &cfg, &m.merchant.id, n, 1000, "a").await;
+    let seed_secs = t.elapsed().as_secs_f64();
+    let pipeline = Pipeline::start(&store, &cfg, Parts { scanner: true, sender: true }).unwrap();
+    let before = hits.load(Ordering::Relaxed);
+    let t = Instant::now();
+    payments::set_head(&store, &cfg, "ethereum", 1011).await.unwrap();
+    wait_delivered(&store, n as i64).await;
+    let e2e = n as f64 / t.elapsed().as_secs_f64();
+    let sent = hits.load(Ordering::Relaxed) - before;
+    pipeline.stop().await.unwrap();
+
+    // 2) Backlog drain: N confirmed deliveries queued while no worker runs.
+    seed(&store, &cfg, &m.merchant.id, n, 2000, "b").await;
+    payments::set_head(&store, &cfg, "ethereum", 2011).await.unwrap();
+    let t = Instant::now();
+    let report = payhook::scanner::scan_once(&store, &cfg).await.unwrap();
+    let scan_rate = report.total() as f64 / t.elapsed().as_secs_f64();
+    let pipeline = Pipeline::start(&store, &cfg, Parts { scanner: false, sender: true }).unwrap();
+    let t = Instant::now();
+    wait_delivered(&store, 2 * n as i64).await;
+    let drain = n as f64 / t.elapsed().as_secs_f64();
+    pipeline.stop().await.unwrap();
+
+    println!("payhook bench — SQLite, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
+    println!("  raw reqwest POST ceiling      {raw:>9.0} req/s");
+    println!("  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s   ratio {:.2} of ceiling", e2e / raw);
+    println!("  backlog drain                 {drain:>9.0} deliveries/s   ratio {:.2} of ceiling", drain / raw);
+    println!("  scanner confirmations         {scan_rate:>9.0} payments/s (event + delivery + job per payment)");
+    println!("  seeding (create + detect)     {:>9.0} payments/s", n as f64 / seed_secs);
+    println!("  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {n})");
+    println!("  peak RSS                      {:>9.1} MiB", peak_rss_mib());
+    store.close().await;
+}
