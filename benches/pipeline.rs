@@ -17,8 +17,17 @@ use payhook::pipeline::{Parts, Pipeline};
 use payhook::store::Store;
 
 fn main() {
-    let n: usize = std::env::var("PAYHOOK_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let n: usize = std::env::var("PAYHOOK_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    if std::env::var("RUST_LOG").is_ok() {
+        payhook::logging::init(payhook::config::LogFormat::Pretty, "info");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(n));
 }
 
@@ -49,7 +58,8 @@ async fn ceiling(url: &str, n: usize, concurrency: usize) -> f64 {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, body, next) = (client.clone(), url.to_string(), body.clone(), next.clone());
+        let (client, url, body, next) =
+            (client.clone(), url.to_string(), body.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n as u64 {
                 let r = client.post(&url).body(body.clone()).send().await.unwrap();
@@ -72,7 +82,16 @@ fn bench_config(db: &std::path::Path) -> Config {
     cfg.delivery.rate_limit_burst = 100_000;
     cfg.scanner.interval = HumanDuration(Duration::from_millis(100));
     cfg.scanner.batch_size = 500;
-    cfg.chains.insert("ethereum".into(), ChainConfig { confirmations: 12, rpc_url: None });
+    if let Ok(c) = std::env::var("PAYHOOK_BENCH_CONCURRENCY") {
+        cfg.delivery.concurrency = c.parse().unwrap();
+    }
+    cfg.chains.insert(
+        "ethereum".into(),
+        ChainConfig {
+            confirmations: 12,
+            rpc_url: None,
+        },
+    );
     cfg
 }
 
@@ -96,7 +115,11 @@ async fn seed(store: &Store, cfg: &Config, merchant_id: &str, n: usize, block: i
         payments::detect(
             store,
             &p.id,
-            Detection { tx_hash: format!("0x{tag}{i}"), amount: "100.00".into(), block_number: block },
+            Detection {
+                tx_hash: format!("0x{tag}{i}"),
+                amount: "100.00".into(),
+                block_number: block,
+            },
         )
         .await
         .unwrap();
@@ -104,13 +127,19 @@ async fn seed(store: &Store, cfg: &Config, merchant_id: &str, n: usize, block: i
 }
 
 async fn succeeded(store: &Store) -> i64 {
-    payhook::store::deliveries::count_by_status(store).await.unwrap().1
+    payhook::store::deliveries::count_by_status(store)
+        .await
+        .unwrap()
+        .1
 }
 
 async fn wait_delivered(store: &Store, target: i64) {
     let deadline = Instant::now() + Duration::from_secs(600);
     while succeeded(store).await < target {
-        assert!(Instant::now() < deadline, "bench did not finish in 10 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "bench did not finish in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -118,8 +147,16 @@ async fn wait_delivered(store: &Store, target: i64) {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
@@ -148,16 +185,28 @@ async fn run(n: usize) {
     )
     .await
     .unwrap();
-    payments::set_head(&store, &cfg, "ethereum", 1000).await.unwrap();
+    payments::set_head(&store, &cfg, "ethereum", 1000)
+        .await
+        .unwrap();
 
     // 1) End to end: pipeline running, N detected payments become due at once.
     let t = Instant::now();
     seed(&store, &cfg, &m.merchant.id, n, 1000, "a").await;
     let seed_secs = t.elapsed().as_secs_f64();
-    let pipeline = Pipeline::start(&store, &cfg, Parts { scanner: true, sender: true }).unwrap();
+    let pipeline = Pipeline::start(
+        &store,
+        &cfg,
+        Parts {
+            scanner: true,
+            sender: true,
+        },
+    )
+    .unwrap();
     let before = hits.load(Ordering::Relaxed);
     let t = Instant::now();
-    payments::set_head(&store, &cfg, "ethereum", 1011).await.unwrap();
+    payments::set_head(&store, &cfg, "ethereum", 1011)
+        .await
+        .unwrap();
     wait_delivered(&store, n as i64).await;
     let e2e = n as f64 / t.elapsed().as_secs_f64();
     let sent = hits.load(Ordering::Relaxed) - before;
@@ -165,11 +214,21 @@ async fn run(n: usize) {
 
     // 2) Backlog drain: N confirmed deliveries queued while no worker runs.
     seed(&store, &cfg, &m.merchant.id, n, 2000, "b").await;
-    payments::set_head(&store, &cfg, "ethereum", 2011).await.unwrap();
+    payments::set_head(&store, &cfg, "ethereum", 2011)
+        .await
+        .unwrap();
     let t = Instant::now();
     let report = payhook::scanner::scan_once(&store, &cfg).await.unwrap();
     let scan_rate = report.total() as f64 / t.elapsed().as_secs_f64();
-    let pipeline = Pipeline::start(&store, &cfg, Parts { scanner: false, sender: true }).unwrap();
+    let pipeline = Pipeline::start(
+        &store,
+        &cfg,
+        Parts {
+            scanner: false,
+            sender: true,
+        },
+    )
+    .unwrap();
     let t = Instant::now();
     wait_delivered(&store, 2 * n as i64).await;
     let drain = n as f64 / t.elapsed().as_secs_f64();
@@ -177,11 +236,25 @@ async fn run(n: usize) {
 
     println!("payhook bench — SQLite, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
     println!("  raw reqwest POST ceiling      {raw:>9.0} req/s");
-    println!("  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s   ratio {:.2} of ceiling", e2e / raw);
-    println!("  backlog drain                 {drain:>9.0} deliveries/s   ratio {:.2} of ceiling", drain / raw);
+    println!(
+        "  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s   ratio {:.2} of ceiling",
+        e2e / raw
+    );
+    println!(
+        "  backlog drain                 {drain:>9.0} deliveries/s   ratio {:.2} of ceiling",
+        drain / raw
+    );
     println!("  scanner confirmations         {scan_rate:>9.0} payments/s (event + delivery + job per payment)");
-    println!("  seeding (create + detect)     {:>9.0} payments/s", n as f64 / seed_secs);
-    println!("  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {n})");
-    println!("  peak RSS                      {:>9.1} MiB", peak_rss_mib());
+    println!(
+        "  seeding (create + detect)     {:>9.0} payments/s",
+        n as f64 / seed_secs
+    );
+    println!(
+        "  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {n})"
+    );
+    println!(
+        "  peak RSS                      {:>9.1} MiB",
+        peak_rss_mib()
+    );
     store.close().await;
 }

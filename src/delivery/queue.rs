@@ -73,15 +73,30 @@ impl QueueSignal {
 /// switch one connection to `synchronous = OFF`.)
 pub async fn setup(pool: &sqlx::SqlitePool) -> AppResult<()> {
     SqliteStorage::<()>::migrations().run(pool).await?;
+    // apalis' pick query orders by (priority DESC, run_at, id) within a
+    // queue; this index serves it in order instead of sorting every pending
+    // job on every fetch (the cost grows with the backlog otherwise).
+    sqlx::query(
+        "CREATE INDEX IF NOT EXISTS payhook_jobs_pick ON Jobs (job_type, status, priority DESC, run_at, id)",
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// Queues one attempt in the caller's transaction. The queue schedules in
-/// whole seconds, so `run_at_ms` is rounded up: never early.
+/// whole seconds: a future `run_at_ms` is rounded up (never early), a due
+/// one down (picked up at once).
 pub async fn push(tx: &mut Tx, job: &DeliveryJob, run_at_ms: i64, lane: Lane) -> AppResult<()> {
     let args =
         serde_json::to_vec(job).map_err(|e| AppError::internal(format!("encode job: {e}")))?;
-    let run_at_secs = (run_at_ms.max(0) as u64).div_ceil(1000);
+    let run_at_ms = run_at_ms.max(0) as u64;
+    let now = crate::time::now_ms().max(0) as u64;
+    let run_at_secs = if run_at_ms <= now {
+        run_at_ms / 1000
+    } else {
+        run_at_ms.div_ceil(1000)
+    };
     let task = TaskBuilder::new(args).run_at_timestamp(run_at_secs).build();
     apalis_sqlite::queries::push_tasks(&mut **tx, lane.queue(), &[task]).await?;
     Ok(())
@@ -116,11 +131,32 @@ impl WorkerSettings {
     }
 }
 
-async fn handle(job: DeliveryJob, sender: Data<Arc<Sender>>) -> Result<(), BoxDynError> {
+async fn handle(
+    job: DeliveryJob,
+    task_id: TaskId,
+    sender: Data<Arc<Sender>>,
+) -> Result<(), BoxDynError> {
     sender
-        .handle(job)
+        .handle(job, Some(task_id.to_string()))
         .await
         .map_err(|e| Box::new(e) as BoxDynError)
+}
+
+/// Removes finished jobs, inside the transaction that records their
+/// outcomes. (apalis' own ack then finds nothing to update.) Keeping only
+/// unfinished jobs in the table keeps fetch and ack cheap under a backlog,
+/// and a crash after the commit cannot run a finished job again.
+pub async fn finish_many(tx: &mut Tx, job_ids: &[&str]) -> AppResult<()> {
+    if job_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(job_ids)
+        .map_err(|e| AppError::internal(format!("encode job ids: {e}")))?;
+    sqlx::query("DELETE FROM Jobs WHERE id IN (SELECT value FROM json_each($1))")
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Runs both lanes' workers until `shutdown` is cancelled.
@@ -142,9 +178,12 @@ pub async fn run_workers(
             .queue(lane.queue())
             .batch_size(settings.batch_size)
             .heartbeat_interval(heartbeat)
-            .missed_heartbeats(missed);
+            .missed_heartbeats(missed)
+            // `fetch` already marks jobs Queued and owned by this worker;
+            // the extra Running update per job buys nothing here.
+            .lock_tasks(false);
         let signal = store.signal().clone();
-        let pool = store.pool().clone();
+        let pool = store.queue_pool().clone();
         let sender = sender.clone();
         let poll_interval = settings.poll_interval;
         let name = format!("{}-{instance}", lane.queue());

@@ -15,7 +15,7 @@ use crate::delivery::signer;
 use crate::delivery::target::{self, TargetPolicy};
 use crate::delivery::writer::OutcomeWriter;
 use crate::error::{AppError, AppResult};
-use crate::store::deliveries::{self, AttemptContext, AttemptRecord, Next, Outcome};
+use crate::store::deliveries::{self, AttemptContext, AttemptRecord, Finished, Next, Outcome};
 use crate::store::Store;
 use crate::time::now_ms;
 
@@ -54,7 +54,6 @@ impl Sender {
             .timeout(d.timeout.0)
             .connect_timeout(d.connect_timeout.0)
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(d.max_in_flight_per_endpoint.max(1) as usize * 4)
             .tcp_nodelay(true)
             .user_agent(USER_AGENT)
             .build()
@@ -75,7 +74,7 @@ impl Sender {
 
     /// Handles one job. An `Err` means infrastructure failure (database):
     /// the queue runs the job again later; the attempt itself is never lost.
-    pub async fn handle(&self, job: DeliveryJob) -> AppResult<()> {
+    pub async fn handle(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
         let span = tracing::info_span!(
             "attempt",
             delivery_id = %job.delivery_id,
@@ -83,10 +82,10 @@ impl Sender {
             event_id = tracing::field::Empty,
             merchant_id = tracing::field::Empty,
         );
-        self.handle_inner(job).instrument(span).await
+        self.handle_inner(job, job_id).instrument(span).await
     }
 
-    async fn handle_inner(&self, job: DeliveryJob) -> AppResult<()> {
+    async fn handle_inner(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
         let Some(ctx) = deliveries::attempt_context(&self.store, &job.delivery_id).await? else {
             tracing::warn!("job for an unknown delivery; dropped");
             return Ok(());
@@ -100,7 +99,7 @@ impl Sender {
             return Ok(());
         }
         if ctx.merchant_status != "active" {
-            return self.defer(&job, DISABLED_RECHECK).await;
+            return self.defer(&job, &job_id, DISABLED_RECHECK).await;
         }
 
         let started_at = now_ms();
@@ -119,6 +118,7 @@ impl Sender {
                 return self
                     .settle(
                         &job,
+                        &job_id,
                         record,
                         Next::Dead {
                             reason: "rejected_target",
@@ -134,7 +134,7 @@ impl Sender {
             match self.limiter.check(&endpoint, per_sec) {
                 Ok(()) => break,
                 Err(wait) if wait <= MAX_INLINE_LIMITER_WAIT => tokio::time::sleep(wait).await,
-                Err(wait) => return self.defer(&job, wait).await,
+                Err(wait) => return self.defer(&job, &job_id, wait).await,
             }
         }
 
@@ -168,7 +168,7 @@ impl Sender {
             ex.error,
             ex.body,
         );
-        self.settle(&job, record, next).await
+        self.settle(&job, &job_id, record, next).await
     }
 
     fn decide(&self, attempt: i64, ex: &Exchange) -> Next {
@@ -189,26 +189,43 @@ impl Sender {
         }
     }
 
-    async fn settle(&self, job: &DeliveryJob, record: AttemptRecord, next: Next) -> AppResult<()> {
+    async fn settle(
+        &self,
+        job: &DeliveryJob,
+        job_id: &Option<String>,
+        record: AttemptRecord,
+        next: Next,
+    ) -> AppResult<()> {
         self.writer
-            .submit(Outcome::Attempted {
-                delivery_id: job.delivery_id.clone(),
-                record,
-                next,
+            .submit(Finished {
+                job_id: job_id.clone(),
+                outcome: Outcome::Attempted {
+                    delivery_id: job.delivery_id.clone(),
+                    record,
+                    next,
+                },
             })
             .await
     }
 
-    async fn defer(&self, job: &DeliveryJob, wait: Duration) -> AppResult<()> {
+    async fn defer(
+        &self,
+        job: &DeliveryJob,
+        job_id: &Option<String>,
+        wait: Duration,
+    ) -> AppResult<()> {
         tracing::debug!(
             wait_ms = wait.as_millis() as u64,
             "not attempted now; deferred"
         );
         self.writer
-            .submit(Outcome::Deferred {
-                delivery_id: job.delivery_id.clone(),
-                attempt: job.attempt,
-                at_ms: now_ms() + wait.as_millis() as i64,
+            .submit(Finished {
+                job_id: job_id.clone(),
+                outcome: Outcome::Deferred {
+                    delivery_id: job.delivery_id.clone(),
+                    attempt: job.attempt,
+                    at_ms: now_ms() + wait.as_millis() as i64,
+                },
             })
             .await
     }

@@ -6,13 +6,13 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{AppError, AppResult};
-use crate::store::deliveries::{self, Outcome};
+use crate::store::deliveries::{self, Finished};
 use crate::store::Store;
 use crate::time::now_ms;
 
 const MAX_BATCH: usize = 512;
 
-type Request = (Outcome, oneshot::Sender<AppResult<()>>);
+type Request = (Finished, oneshot::Sender<AppResult<()>>);
 
 #[derive(Clone)]
 pub struct OutcomeWriter {
@@ -28,7 +28,7 @@ impl OutcomeWriter {
     }
 
     /// Returns once the outcome is committed.
-    pub async fn submit(&self, outcome: Outcome) -> AppResult<()> {
+    pub async fn submit(&self, outcome: Finished) -> AppResult<()> {
         let (done_tx, done_rx) = oneshot::channel();
         self.tx
             .send((outcome, done_tx))
@@ -43,8 +43,9 @@ impl OutcomeWriter {
 async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
-        match deliveries::apply_outcomes(&store, &outcomes, now_ms()).await {
+        let outcomes: Vec<Finished> = batch.iter().map(|(o, _)| o.clone()).collect();
+        let r = deliveries::apply_outcomes(&store, &outcomes, now_ms()).await;
+        match r {
             Ok(()) => {
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Ok(()));

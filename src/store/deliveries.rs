@@ -197,14 +197,28 @@ pub enum Outcome {
     },
 }
 
+/// An outcome plus the queue job that produced it; the job is removed in
+/// the same transaction that records the outcome, so a crash can never make
+/// a finished job run again.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub job_id: Option<String>,
+    pub outcome: Outcome,
+}
+
 /// Writes many outcomes in one transaction: the attempt rows, the delivery
-/// state, the next job or the dead letter. A stale outcome (the delivery was
-/// already settled, e.g. a job re-run after a crash) changes nothing.
-pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> AppResult<()> {
-    let mut tx = store.begin_write().await?;
-    let mut queued = false;
-    for outcome in outcomes {
-        match outcome {
+/// state, the next job or the dead letter, and the removal of the finished
+/// jobs. Set-based: a batch of any size is a handful of statements. A stale
+/// outcome (the delivery was already settled, e.g. a job re-run after a
+/// crash) changes nothing.
+pub async fn apply_outcomes(store: &Store, batch: &[Finished], now: i64) -> AppResult<()> {
+    let mut tx = store.begin_writer().await?;
+    let job_ids: Vec<&str> = batch.iter().filter_map(|f| f.job_id.as_deref()).collect();
+    queue::finish_many(&mut tx, &job_ids).await?;
+
+    let attempted: Vec<serde_json::Value> = batch
+        .iter()
+        .filter_map(|f| match &f.outcome {
             Outcome::Attempted {
                 delivery_id,
                 record,
@@ -215,83 +229,108 @@ pub async fn apply_outcomes(store: &Store, outcomes: &[Outcome], now: i64) -> Ap
                     Next::Retry { at_ms } => ("pending", Some(*at_ms), None),
                     Next::Dead { .. } => ("dead", None, Some(now)),
                 };
-                let updated = sqlx::query(
-                    "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_status_code = $5, \
-                     last_error = $6, updated_at = $7, completed_at = $8 \
-                     WHERE id = $1 AND status = 'pending' AND attempts = $3 - 1",
-                )
-                .bind(delivery_id)
-                .bind(status)
-                .bind(record.attempt)
-                .bind(next_at)
-                .bind(record.status_code)
-                .bind(&record.error)
-                .bind(now)
-                .bind(completed)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
-                     error_kind, error, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(delivery_id)
-                .bind(record.attempt)
-                .bind(record.started_at)
-                .bind(record.duration_ms)
-                .bind(record.status_code)
-                .bind(record.error_kind)
-                .bind(&record.error)
-                .bind(&record.response_body)
-                .execute(&mut *tx)
-                .await?;
-                match next {
-                    Next::Succeeded => {}
-                    Next::Retry { at_ms } => {
-                        let job = DeliveryJob {
-                            delivery_id: delivery_id.clone(),
-                            attempt: record.attempt + 1,
-                        };
-                        queue::push(&mut tx, &job, *at_ms, Lane::Retry).await?;
-                        queued = true;
-                    }
-                    Next::Dead { reason } => {
-                        crate::store::dead_letters::insert(&mut tx, delivery_id, reason, now)
-                            .await?;
-                    }
-                }
+                Some(serde_json::json!({
+                    "id": delivery_id, "status": status, "attempt": record.attempt,
+                    "next_at": next_at, "completed": completed, "code": record.status_code,
+                    "error": record.error, "kind": record.error_kind, "started": record.started_at,
+                    "ms": record.duration_ms, "body": record.response_body,
+                }))
             }
-            Outcome::Deferred {
+            Outcome::Deferred { .. } => None,
+        })
+        .collect();
+    let mut queued = false;
+    if !attempted.is_empty() {
+        // `+d.status` keeps SQLite from driving this by the status index
+        // (all pending rows) instead of one primary-key lookup per outcome.
+        let applied: Vec<String> = sqlx::query_scalar(
+            "WITH o AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, value ->> 'attempt' AS attempt, \
+             value ->> 'next_at' AS next_at, value ->> 'code' AS code, value ->> 'error' AS error, \
+             value ->> 'completed' AS completed FROM json_each($1)) \
+             UPDATE deliveries SET status = o.status, attempts = o.attempt, next_attempt_at = o.next_at, \
+             last_status_code = o.code, last_error = o.error, updated_at = $2, completed_at = o.completed \
+             FROM o WHERE deliveries.id = o.id AND +deliveries.status = 'pending' \
+             AND deliveries.attempts = o.attempt - 1 RETURNING deliveries.id",
+        )
+        .bind(serde_json::Value::Array(attempted.clone()).to_string())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+        let rows: Vec<&serde_json::Value> = attempted
+            .iter()
+            .filter(|o| o["id"].as_str().is_some_and(|id| applied.contains(id)))
+            .collect();
+        if !rows.is_empty() {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
+                 error_kind, error, response_body) \
+                 SELECT value ->> 'id', value ->> 'attempt', value ->> 'started', value ->> 'ms', value ->> 'code', \
+                 value ->> 'kind', value ->> 'error', value ->> 'body' FROM json_each($1)",
+            )
+            .bind(serde_json::to_string(&rows).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for f in batch {
+            let Outcome::Attempted {
                 delivery_id,
-                attempt,
-                at_ms,
-            } => {
-                let updated = sqlx::query(
-                    "UPDATE deliveries SET next_attempt_at = $2, updated_at = $3 \
-                     WHERE id = $1 AND status = 'pending' AND attempts = $4 - 1",
-                )
-                .bind(delivery_id)
-                .bind(at_ms)
-                .bind(now)
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 1 {
+                record,
+                next,
+            } = &f.outcome
+            else {
+                continue;
+            };
+            if !applied.contains(delivery_id) {
+                continue;
+            }
+            match next {
+                Next::Succeeded => {}
+                Next::Retry { at_ms } => {
                     let job = DeliveryJob {
                         delivery_id: delivery_id.clone(),
-                        attempt: *attempt,
+                        attempt: record.attempt + 1,
                     };
-                    let lane = if *attempt == 1 {
-                        Lane::First
-                    } else {
-                        Lane::Retry
-                    };
-                    queue::push(&mut tx, &job, *at_ms, lane).await?;
+                    queue::push(&mut tx, &job, *at_ms, Lane::Retry).await?;
                     queued = true;
                 }
+                Next::Dead { reason } => {
+                    crate::store::dead_letters::insert(&mut tx, delivery_id, reason, now).await?;
+                }
             }
+        }
+    }
+    for f in batch {
+        let Outcome::Deferred {
+            delivery_id,
+            attempt,
+            at_ms,
+        } = &f.outcome
+        else {
+            continue;
+        };
+        let updated = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $2, updated_at = $3 \
+             WHERE id = $1 AND status = 'pending' AND attempts = $4 - 1",
+        )
+        .bind(delivery_id)
+        .bind(at_ms)
+        .bind(now)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 1 {
+            let job = DeliveryJob {
+                delivery_id: delivery_id.clone(),
+                attempt: *attempt,
+            };
+            let lane = if *attempt == 1 {
+                Lane::First
+            } else {
+                Lane::Retry
+            };
+            queue::push(&mut tx, &job, *at_ms, lane).await?;
+            queued = true;
         }
     }
     store.commit(tx, queued).await

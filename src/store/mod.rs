@@ -26,11 +26,18 @@ use crate::error::{AppError, AppResult};
 
 pub type Tx = Transaction<'static, Sqlite>;
 
-/// The handle every part of payhook shares: a pool, plus the signal that
-/// wakes local queue workers when a transaction has made work due.
+/// The handle every part of payhook shares: connection pools, plus the
+/// signal that wakes local queue workers when a transaction made work due.
+///
+/// Three pools, so no path waits behind another in a pool queue: `pool` for
+/// reads and one-off writes (API, CLI, scanner, attempt context), `queue`
+/// for the queue workers' fetch/ack/heartbeat, `writer` (one connection)
+/// for the outcome writer's batched commits.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    queue: SqlitePool,
+    writer: SqlitePool,
     signal: QueueSignal,
 }
 
@@ -55,21 +62,26 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
             .pragma("temp_store", "MEMORY");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(cfg.database.max_connections)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(opts)
-            .await
-            .map_err(|e| {
-                AppError::internal(format!(
-                    "cannot open database {}: {e}",
-                    redact_url(&cfg.database.url)
-                ))
-            })?;
-        Ok(Store {
-            pool,
+        let open = |size: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_lazy_with(opts.clone())
+        };
+        let store = Store {
+            pool: open(cfg.database.max_connections),
+            queue: open(2),
+            writer: open(1),
             signal: QueueSignal::default(),
-        })
+        };
+        // Connect now, so a bad path or permission fails at start-up.
+        store.pool.acquire().await.map_err(|e| {
+            AppError::internal(format!(
+                "cannot open database {}: {e}",
+                redact_url(&cfg.database.url)
+            ))
+        })?;
+        Ok(store)
     }
 
     /// Applies payhook's migrations and the queue's own tables.
@@ -87,6 +99,11 @@ impl Store {
         &self.pool
     }
 
+    /// The queue workers' pool.
+    pub fn queue_pool(&self) -> &SqlitePool {
+        &self.queue
+    }
+
     pub fn signal(&self) -> &QueueSignal {
         &self.signal
     }
@@ -94,6 +111,11 @@ impl Store {
     /// A write transaction that holds the write lock from its first statement.
     pub async fn begin_write(&self) -> AppResult<Tx> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A write transaction on the outcome writer's own connection.
+    pub async fn begin_writer(&self) -> AppResult<Tx> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Commits, then wakes local workers if the transaction queued jobs.
@@ -112,6 +134,8 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.queue.close().await;
+        self.writer.close().await;
     }
 }
 
