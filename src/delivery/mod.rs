@@ -9,6 +9,7 @@
 //! - `writer`  — batches attempt outcomes into few transactions
 //! - `dlq`     — dead letters and resubmission
 
+pub mod batcher;
 pub mod dlq;
 pub mod governor;
 pub mod queue;

@@ -8,12 +8,13 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::delivery::batcher::Batcher;
 use crate::delivery::governor::EndpointLimiter;
 use crate::delivery::queue::DeliveryJob;
 use crate::delivery::retry::{parse_retry_after, RetryPolicy};
 use crate::delivery::signer;
 use crate::delivery::target::{self, TargetPolicy};
-use crate::delivery::writer::OutcomeWriter;
+use crate::delivery::writer::{self, OutcomeWriter};
 use crate::error::{AppError, AppResult};
 use crate::store::deliveries::{self, AttemptContext, AttemptRecord, Finished, Next, Outcome};
 use crate::store::Store;
@@ -28,13 +29,13 @@ const MAX_INLINE_LIMITER_WAIT: Duration = Duration::from_secs(1);
 const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 
 pub struct Sender {
-    store: Store,
     client: reqwest::Client,
     retry: RetryPolicy,
     policy: TargetPolicy,
     max_response_bytes: usize,
     limiter: EndpointLimiter,
     writer: OutcomeWriter,
+    contexts: Batcher<String, Option<AttemptContext>>,
 }
 
 /// What one HTTP exchange produced.
@@ -59,8 +60,8 @@ impl Sender {
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
         Ok(Sender {
-            writer: OutcomeWriter::spawn(store.clone()),
-            store,
+            writer: writer::spawn(store.clone()),
+            contexts: context_loader(store.clone()),
             client,
             retry: RetryPolicy::from_config(&cfg.retry),
             policy: TargetPolicy {
@@ -86,7 +87,7 @@ impl Sender {
     }
 
     async fn handle_inner(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
-        let Some(ctx) = deliveries::attempt_context(&self.store, &job.delivery_id).await? else {
+        let Some(ctx) = self.contexts.call(job.delivery_id.clone()).await? else {
             tracing::warn!("job for an unknown delivery; dropped");
             return Ok(());
         };
@@ -197,7 +198,7 @@ impl Sender {
         next: Next,
     ) -> AppResult<()> {
         self.writer
-            .submit(Finished {
+            .call(Finished {
                 job_id: job_id.clone(),
                 outcome: Outcome::Attempted {
                     delivery_id: job.delivery_id.clone(),
@@ -219,7 +220,7 @@ impl Sender {
             "not attempted now; deferred"
         );
         self.writer
-            .submit(Finished {
+            .call(Finished {
                 job_id: job_id.clone(),
                 outcome: Outcome::Deferred {
                     delivery_id: job.delivery_id.clone(),
@@ -324,6 +325,29 @@ fn record(
         error,
         response_body: body,
     }
+}
+
+/// Loads attempt contexts for many concurrent handlers in one query each
+/// round (a point lookup per job would cost a database round trip each).
+fn context_loader(store: Store) -> Batcher<String, Option<AttemptContext>> {
+    Batcher::spawn(256, move |ids: Vec<String>| {
+        let store = store.clone();
+        async move {
+            match deliveries::attempt_contexts(&store, &ids).await {
+                Ok(rows) => {
+                    let mut by_id: std::collections::HashMap<String, AttemptContext> = rows
+                        .into_iter()
+                        .map(|c| (c.delivery_id.clone(), c))
+                        .collect();
+                    ids.iter().map(|id| Ok(by_id.remove(id))).collect()
+                }
+                Err(e) => ids
+                    .iter()
+                    .map(|_| Err(AppError::internal(e.message.clone())))
+                    .collect(),
+            }
+        }
+    })
 }
 
 /// The request headers of one attempt. Signature and extra header values are

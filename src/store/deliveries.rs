@@ -138,20 +138,20 @@ impl std::fmt::Debug for AttemptContext {
     }
 }
 
-pub async fn attempt_context(
-    store: &Store,
-    delivery_id: &str,
-) -> AppResult<Option<AttemptContext>> {
+/// The contexts of many deliveries in one query (unknown ids are absent).
+pub async fn attempt_contexts(store: &Store, ids: &[String]) -> AppResult<Vec<AttemptContext>> {
+    let ids =
+        serde_json::to_string(ids).map_err(|e| AppError::internal(format!("encode ids: {e}")))?;
     Ok(sqlx::query_as::<_, AttemptContext>(
         "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
          m.id AS merchant_id, m.status AS merchant_status, m.secret, m.previous_secret, \
          m.previous_secret_expires_at, m.signature_scheme, m.signature_header, m.signature_prefix, \
          m.headers, m.rate_limit_per_sec \
-         FROM deliveries d JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id \
-         WHERE d.id = $1",
+         FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value JOIN events e ON e.id = d.event_id \
+         JOIN merchants m ON m.id = d.merchant_id",
     )
-    .bind(delivery_id)
-    .fetch_optional(store.pool())
+    .bind(ids)
+    .fetch_all(store.pool())
     .await?)
 }
 
