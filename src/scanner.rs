@@ -3,7 +3,7 @@
 //! batch. Every state change is a conditional update, so a crash at any
 //! instant or a second scanner can neither lose an event nor confirm twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::AppResult;
 use crate::events::EventType;
 use crate::money::{classify, Amount};
+use crate::store::events::PaymentEvent;
 use crate::store::merchants::Merchant;
 use crate::store::payments::{self, Payment};
 use crate::store::{self, chains, merchants, Store, Tx};
@@ -87,9 +88,7 @@ async fn confirm_batch(
         return Ok(0);
     }
     let now = now_ms();
-    let mut cache = HashMap::new();
-    let mut queued = false;
-    let mut moved = 0;
+    let mut moves = Vec::with_capacity(due.len());
     for p in &due {
         let (Ok(expected), Some(Ok(received))) = (
             Amount::parse("expected_amount", &p.expected_amount),
@@ -100,19 +99,26 @@ async fn confirm_batch(
             tracing::error!(payment_id = %p.id, "stored amount is not a decimal; payment left detected");
             continue;
         };
-        let status = classify(&expected, &received);
-        if !payments::mark_final(&mut tx, &p.id, status, now).await? {
-            continue;
-        }
-        let mut updated = p.clone();
-        updated.status = status.to_string();
-        updated.confirmed_at = Some(now);
-        queued |= emit(&mut tx, store, &mut cache, &updated, Some(head), now).await?;
-        report.add(status);
-        moved += 1;
+        moves.push((p, classify(&expected, &received)));
     }
+    let ids: Vec<(&str, &str)> = moves.iter().map(|(p, s)| (p.id.as_str(), *s)).collect();
+    let moved: HashSet<String> = payments::mark_final_many(&mut tx, &ids, now)
+        .await?
+        .into_iter()
+        .collect();
+    let updated: Vec<Payment> = moves
+        .into_iter()
+        .filter(|(p, _)| moved.contains(&p.id))
+        .map(|(p, status)| Payment {
+            status: status.to_string(),
+            confirmed_at: Some(now),
+            ..p.clone()
+        })
+        .collect();
+    let queued = emit(&mut tx, store, &updated, Some(head), now).await?;
+    updated.iter().for_each(|p| report.add(&p.status));
     store.commit(tx, queued).await?;
-    Ok(moved)
+    Ok(updated.len())
 }
 
 async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> AppResult<usize> {
@@ -122,42 +128,52 @@ async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> App
     if due.is_empty() {
         return Ok(0);
     }
-    let mut cache = HashMap::new();
-    let mut queued = false;
-    let mut moved = 0;
-    for p in &due {
-        if !payments::mark_expired(&mut tx, &p.id, now).await? {
-            continue;
-        }
-        let mut updated = p.clone();
-        updated.status = "expired".into();
-        queued |= emit(&mut tx, store, &mut cache, &updated, None, now).await?;
-        report.add("expired");
-        moved += 1;
-    }
+    let ids: Vec<&str> = due.iter().map(|p| p.id.as_str()).collect();
+    let moved: HashSet<String> = payments::mark_expired_many(&mut tx, &ids, now)
+        .await?
+        .into_iter()
+        .collect();
+    let updated: Vec<Payment> = due
+        .into_iter()
+        .filter(|p| moved.contains(&p.id))
+        .map(|p| Payment {
+            status: "expired".into(),
+            ..p
+        })
+        .collect();
+    let queued = emit(&mut tx, store, &updated, None, now).await?;
+    updated.iter().for_each(|_| report.add("expired"));
     store.commit(tx, queued).await?;
-    Ok(moved)
+    Ok(updated.len())
 }
 
-/// Writes the event for the payment's new status and its delivery.
+/// Writes the events for the payments' new statuses and their deliveries;
+/// true if any delivery was queued.
 async fn emit(
     tx: &mut Tx,
     store: &Store,
-    cache: &mut HashMap<String, Merchant>,
-    p: &Payment,
+    moved: &[Payment],
     head: Option<i64>,
     now: i64,
 ) -> AppResult<bool> {
-    let Some(kind) = EventType::for_payment_status(&p.status) else {
-        return Ok(false);
-    };
-    if !cache.contains_key(&p.merchant_id) {
-        let m = merchants::get(store, &p.merchant_id).await?;
-        cache.insert(p.merchant_id.clone(), m);
+    let mut merchants_by_id: HashMap<&str, Merchant> = HashMap::new();
+    for p in moved {
+        if !merchants_by_id.contains_key(p.merchant_id.as_str()) {
+            merchants_by_id.insert(&p.merchant_id, merchants::get(store, &p.merchant_id).await?);
+        }
     }
-    let delivery =
-        store::events::emit_for_payment(tx, &cache[&p.merchant_id], p, kind, head, now).await?;
-    Ok(delivery.is_some())
+    let items: Vec<PaymentEvent> = moved
+        .iter()
+        .filter_map(|p| {
+            Some(PaymentEvent {
+                merchant: &merchants_by_id[p.merchant_id.as_str()],
+                payment: p,
+                kind: EventType::for_payment_status(&p.status)?,
+                head,
+            })
+        })
+        .collect();
+    Ok(store::events::emit_for_payments(tx, &items, now).await? > 0)
 }
 
 /// Scans every `scanner.interval` until `shutdown`. A failed scan is logged

@@ -84,21 +84,46 @@ pub async fn setup(pool: &sqlx::SqlitePool) -> AppResult<()> {
     Ok(())
 }
 
-/// Queues one attempt in the caller's transaction. The queue schedules in
-/// whole seconds: a future `run_at_ms` is rounded up (never early), a due
-/// one down (picked up at once).
+/// Queues one attempt in the caller's transaction.
 pub async fn push(tx: &mut Tx, job: &DeliveryJob, run_at_ms: i64, lane: Lane) -> AppResult<()> {
-    let args =
-        serde_json::to_vec(job).map_err(|e| AppError::internal(format!("encode job: {e}")))?;
-    let run_at_ms = run_at_ms.max(0) as u64;
-    let now = crate::time::now_ms().max(0) as u64;
-    let run_at_secs = if run_at_ms <= now {
-        run_at_ms / 1000
-    } else {
-        run_at_ms.div_ceil(1000)
-    };
-    let task = TaskBuilder::new(args).run_at_timestamp(run_at_secs).build();
-    apalis_sqlite::queries::push_tasks(&mut **tx, lane.queue(), &[task]).await?;
+    push_many(tx, &[(job.clone(), run_at_ms, lane)]).await
+}
+
+/// Queues attempts in the caller's transaction with one statement. The
+/// rows are exactly what apalis-sqlite's own push writes (JSON args as a
+/// BLOB, status `Pending`, default metadata); one multi-row insert instead
+/// of its insert per job. The queue schedules in whole seconds: a future
+/// `run_at_ms` is rounded up (never early), a due one down (picked at once).
+pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let now = crate::time::now_ms();
+    let rows: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|(job, run_at_ms, lane)| {
+            let run_at_ms = (*run_at_ms).max(0);
+            let run_at = if run_at_ms <= now {
+                run_at_ms / 1000
+            } else {
+                (run_at_ms as u64).div_ceil(1000) as i64
+            };
+            serde_json::json!({
+                "job": serde_json::to_string(job).unwrap_or_default(),
+                "id": ulid::Ulid::new().to_string(),
+                "queue": lane.queue(),
+                "run_at": run_at,
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
+         SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
+         value ->> 'run_at', 0, '{}' FROM json_each($1)",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

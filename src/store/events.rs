@@ -48,9 +48,41 @@ impl Event {
     }
 }
 
-/// Writes the event for `p` entering its current status, and its delivery
-/// (to the payment's `callback_url`, else the merchant's `webhook_url`).
-/// Returns the delivery id, or `None` if the merchant does not subscribe.
+/// A payment that just entered the status its event reports.
+pub struct PaymentEvent<'a> {
+    pub merchant: &'a Merchant,
+    pub payment: &'a Payment,
+    pub kind: EventType,
+    /// The chain head, for the `confirmations` field.
+    pub head: Option<i64>,
+}
+
+/// Writes the events of many payments with their deliveries (to the
+/// payment's `callback_url`, else the merchant's `webhook_url`) and jobs, a
+/// few statements for the whole batch. Returns how many deliveries it made.
+pub async fn emit_for_payments(
+    tx: &mut Tx,
+    items: &[PaymentEvent<'_>],
+    now: i64,
+) -> AppResult<usize> {
+    let rows: Vec<EventRow> = items
+        .iter()
+        .map(|it| {
+            let id = ids::new_id(ids::EVENT);
+            let payload = events::payment_body(&id, it.kind, now, it.payment, it.head);
+            let url = it
+                .payment
+                .callback_url
+                .as_deref()
+                .unwrap_or(&it.merchant.webhook_url);
+            EventRow::new(id, it.merchant, Some(&it.payment.id), it.kind, payload, url)
+        })
+        .collect();
+    let deliveries = insert_events(tx, &rows, now).await?;
+    Ok(deliveries.iter().flatten().count())
+}
+
+/// One payment's event; returns its delivery id (`None` if unsubscribed).
 pub async fn emit_for_payment(
     tx: &mut Tx,
     merchant: &Merchant,
@@ -59,10 +91,11 @@ pub async fn emit_for_payment(
     head: Option<i64>,
     now: i64,
 ) -> AppResult<Option<String>> {
-    let event_id = ids::new_id(ids::EVENT);
-    let body = events::payment_body(&event_id, kind, now, p, head);
+    let id = ids::new_id(ids::EVENT);
+    let payload = events::payment_body(&id, kind, now, p, head);
     let url = p.callback_url.as_deref().unwrap_or(&merchant.webhook_url);
-    insert_with_delivery(tx, merchant, &event_id, Some(&p.id), kind, &body, url, now).await
+    let row = EventRow::new(id, merchant, Some(&p.id), kind, payload, url);
+    Ok(insert_events(tx, &[row], now).await?.pop().flatten())
 }
 
 /// Writes a `webhook.test` event for the merchant and its delivery.
@@ -72,52 +105,116 @@ pub async fn emit_test(
     merchant: &Merchant,
     now: i64,
 ) -> AppResult<(String, Option<String>)> {
-    let event_id = ids::new_id(ids::EVENT);
-    let body = events::test_body(&event_id, now, &merchant.id);
-    let delivery = insert_with_delivery(
-        tx,
+    let id = ids::new_id(ids::EVENT);
+    let payload = events::test_body(&id, now, &merchant.id);
+    let row = EventRow::new(
+        id.clone(),
         merchant,
-        &event_id,
         None,
         EventType::Test,
-        &body,
+        payload,
         &merchant.webhook_url,
-        now,
-    )
-    .await?;
-    Ok((event_id, delivery))
+    );
+    Ok((id, insert_events(tx, &[row], now).await?.pop().flatten()))
 }
 
-/// Inserts an event and, when the merchant subscribes to its type, a due
-/// delivery to `url` with its first-attempt job.
-#[allow(clippy::too_many_arguments)]
-async fn insert_with_delivery(
-    tx: &mut Tx,
-    merchant: &Merchant,
-    event_id: &str,
-    payment_id: Option<&str>,
-    kind: EventType,
-    payload: &str,
-    url: &str,
-    now: i64,
-) -> AppResult<Option<String>> {
+/// An event about to be written; `url` is `None` when the merchant does not
+/// subscribe to its type (the event is kept, nothing is sent).
+#[derive(serde::Serialize)]
+struct EventRow {
+    id: String,
+    merchant_id: String,
+    payment_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    payload: String,
+    #[serde(skip)]
+    url: Option<String>,
+}
+
+impl EventRow {
+    fn new(
+        id: String,
+        m: &Merchant,
+        payment_id: Option<&str>,
+        kind: EventType,
+        payload: String,
+        url: &str,
+    ) -> Self {
+        EventRow {
+            id,
+            merchant_id: m.id.clone(),
+            payment_id: payment_id.map(str::to_string),
+            kind: kind.as_str(),
+            payload,
+            url: m.subscribes_to(kind.as_str()).then(|| url.to_string()),
+        }
+    }
+}
+
+/// Inserts events, then deliveries for the subscribed ones; returns the
+/// delivery id of each event, in order.
+async fn insert_events(tx: &mut Tx, rows: &[EventRow], now: i64) -> AppResult<Vec<Option<String>>> {
+    if rows.is_empty() {
+        return Ok(vec![]);
+    }
     sqlx::query(
-        "INSERT INTO events (id, merchant_id, payment_id, type, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO events (id, merchant_id, payment_id, type, payload, created_at) \
+         SELECT value ->> 'id', value ->> 'merchant_id', value ->> 'payment_id', value ->> 'type', \
+         value ->> 'payload', $2 FROM json_each($1)",
     )
-    .bind(event_id)
-    .bind(&merchant.id)
-    .bind(payment_id)
-    .bind(kind.as_str())
-    .bind(payload)
+    .bind(to_json(rows)?)
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    if !merchant.subscribes_to(kind.as_str()) {
-        return Ok(None);
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut new = Vec::new();
+    for r in rows {
+        match &r.url {
+            Some(url) => {
+                let id = ids::new_id(ids::DELIVERY);
+                new.push(NewDelivery {
+                    id: id.clone(),
+                    event_id: r.id.clone(),
+                    merchant_id: r.merchant_id.clone(),
+                    url: url.clone(),
+                });
+                ids.push(Some(id));
+            }
+            None => ids.push(None),
+        }
     }
-    Ok(Some(
-        insert_delivery(tx, event_id, &merchant.id, url, now).await?,
-    ))
+    insert_deliveries(tx, &new, now).await?;
+    Ok(ids)
+}
+
+#[derive(serde::Serialize)]
+struct NewDelivery {
+    id: String,
+    event_id: String,
+    merchant_id: String,
+    url: String,
+}
+
+/// Pending deliveries due now, with their first-attempt jobs.
+async fn insert_deliveries(tx: &mut Tx, rows: &[NewDelivery], now: i64) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, merchant_id, url, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', 'pending', 0, $2, $2, $2 \
+         FROM json_each($1)",
+    )
+    .bind(to_json(rows)?)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let jobs: Vec<(DeliveryJob, i64, Lane)> = rows
+        .iter()
+        .map(|r| (DeliveryJob::first(&r.id), now, Lane::First))
+        .collect();
+    queue::push_many(tx, &jobs).await
 }
 
 /// A new pending delivery of an existing event, due now.
@@ -128,20 +225,19 @@ pub async fn insert_delivery(
     url: &str,
     now: i64,
 ) -> AppResult<String> {
-    let delivery_id = ids::new_id(ids::DELIVERY);
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, merchant_id, url, status, attempts, next_attempt_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
-    )
-    .bind(&delivery_id)
-    .bind(event_id)
-    .bind(merchant_id)
-    .bind(url)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    queue::push(tx, &DeliveryJob::first(&delivery_id), now, Lane::First).await?;
-    Ok(delivery_id)
+    let id = ids::new_id(ids::DELIVERY);
+    let row = NewDelivery {
+        id: id.clone(),
+        event_id: event_id.to_string(),
+        merchant_id: merchant_id.to_string(),
+        url: url.to_string(),
+    };
+    insert_deliveries(tx, &[row], now).await?;
+    Ok(id)
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(rows: &T) -> AppResult<String> {
+    serde_json::to_string(rows).map_err(|e| AppError::internal(format!("encode rows: {e}")))
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Event> {

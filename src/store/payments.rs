@@ -178,17 +178,28 @@ pub async fn due_for_confirmation(
     .await?)
 }
 
-/// `detected` → a final status; false if another scanner got there first.
-pub async fn mark_final(tx: &mut Tx, id: &str, status: &str, now: i64) -> AppResult<bool> {
-    let done = sqlx::query(
-        "UPDATE payments SET status = $2, confirmed_at = $3, updated_at = $3 WHERE id = $1 AND status = 'detected'",
+/// `detected` → a final status, for many payments in one statement.
+/// Returns the ids actually moved: a payment another scanner moved first
+/// is left out, so it never gets a second event.
+pub async fn mark_final_many(
+    tx: &mut Tx,
+    moves: &[(&str, &str)],
+    now: i64,
+) -> AppResult<Vec<String>> {
+    let rows: Vec<serde_json::Value> = moves
+        .iter()
+        .map(|(id, status)| serde_json::json!({"id": id, "status": status}))
+        .collect();
+    // `+status` keeps SQLite on the primary key (see deliveries::apply_outcomes).
+    Ok(sqlx::query_scalar(
+        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status FROM json_each($1)) \
+         UPDATE payments SET status = m.status, confirmed_at = $2, updated_at = $2 FROM m \
+         WHERE payments.id = m.id AND +payments.status = 'detected' RETURNING payments.id",
     )
-    .bind(id)
-    .bind(status)
+    .bind(serde_json::Value::Array(rows).to_string())
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 /// Pending payments whose `expires_at` has passed.
@@ -205,14 +216,17 @@ pub async fn due_for_expiry(tx: &mut Tx, now: i64, limit: i64) -> AppResult<Vec<
     .await?)
 }
 
-/// `pending` → `expired`; false if it was detected meanwhile.
-pub async fn mark_expired(tx: &mut Tx, id: &str, now: i64) -> AppResult<bool> {
-    let done = sqlx::query("UPDATE payments SET status = 'expired', updated_at = $2 WHERE id = $1 AND status = 'pending'")
-        .bind(id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// `pending` → `expired` for many payments; returns the ids moved (one
+/// detected meanwhile is left out).
+pub async fn mark_expired_many(tx: &mut Tx, ids: &[&str], now: i64) -> AppResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE payments SET status = 'expired', updated_at = $2 \
+         WHERE id IN (SELECT value FROM json_each($1)) AND +status = 'pending' RETURNING id",
+    )
+    .bind(serde_json::to_string(ids).unwrap_or_default())
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 /// Counts by status (progress displays, tests, bench).
