@@ -244,15 +244,17 @@ pub async fn run_workers(
     }
     let pruner = tokio::spawn(prune_loop(store.clone(), shutdown.clone()));
     let mut result = Ok(());
-    for h in handles {
-        let r = match h.await {
+    let mut lanes: futures::stream::FuturesUnordered<_> = handles.into_iter().collect();
+    while let Some(joined) = futures::StreamExt::next(&mut lanes).await {
+        let r = match joined {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AppError::internal(format!("delivery worker stopped: {e}"))),
             Err(e) => Err(AppError::internal(format!("delivery worker panicked: {e}"))),
         };
+        // Whichever lane stops first stops the other: the process exits and
+        // its supervisor restarts it, rather than running half a sender.
+        shutdown.cancel();
         if r.is_err() && result.is_ok() {
-            // One lane failing stops the process; the other lane stops too.
-            shutdown.cancel();
             result = r;
         }
     }
@@ -261,8 +263,9 @@ pub async fn run_workers(
     result
 }
 
-/// Finished jobs are pruned a minute after they finish: the `deliveries`
-/// and `delivery_attempts` tables are the record, the queue is only a queue.
+/// Jobs that finished without an outcome write (stale re-runs) are left to
+/// apalis' ack; they are pruned a minute later. The `deliveries` and
+/// `delivery_attempts` tables are the record, the queue is only a queue.
 async fn prune_loop(store: Store, shutdown: CancellationToken) {
     loop {
         tokio::select! {
