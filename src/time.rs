@@ -26,3 +26,20 @@ pub fn parse_rfc3339(field: &str, raw: &str) -> Result<i64, AppError> {
             ))
         })
 }
+
+/// Serializers that show stored milliseconds as RFC 3339 in JSON output:
+/// `#[serde(serialize_with = "crate::time::ser::ms")]`.
+pub mod ser {
+    use serde::Serializer;
+
+    pub fn ms<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*v))
+    }
+
+    pub fn opt_ms<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&super::rfc3339(*v)),
+            None => s.serialize_none(),
+        }
+    }
+}

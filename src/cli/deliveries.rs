@@ -4,7 +4,9 @@ use clap::Subcommand;
 
 use super::output;
 use crate::error::AppResult;
+use crate::store::deliveries::DeliveryWithAttempts;
 use crate::store::{self, Page, Store};
+use crate::time::rfc3339;
 
 #[derive(Debug, Subcommand)]
 pub enum DeliveriesCmd {
@@ -44,11 +46,10 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                 &page,
             )
             .await?;
-            let views: Vec<_> = list.iter().map(|d| d.view(None)).collect();
             if json {
-                output::json(&views);
+                output::json(&list);
             } else {
-                let rows: Vec<Vec<String>> = views
+                let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|d| {
                         vec![
@@ -57,7 +58,7 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                             d.status.clone(),
                             d.attempts.to_string(),
                             output::opt(&d.last_status_code),
-                            output::opt(&d.next_attempt_at),
+                            output::opt(&d.next_attempt_at.map(rfc3339)),
                         ]
                     })
                     .collect();
@@ -77,20 +78,20 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
         DeliveriesCmd::Show { id } => {
             let d = store::deliveries::get(store, &id).await?;
             let attempts = store::deliveries::attempts(store, &id).await?;
-            let view = d.view(Some(&attempts));
             if json {
-                output::json(&view);
+                output::json(&DeliveryWithAttempts {
+                    delivery: d,
+                    delivery_attempts: attempts,
+                });
             } else {
-                let log = view.attempt_log.as_deref().unwrap_or(&[]);
-                let summary = store::deliveries::Delivery { ..d }.view(None);
-                output::record(&summary);
+                output::record(&d);
                 println!();
-                let rows: Vec<Vec<String>> = log
+                let rows: Vec<Vec<String>> = attempts
                     .iter()
                     .map(|a| {
                         vec![
                             a.attempt.to_string(),
-                            a.started_at.clone(),
+                            rfc3339(a.started_at),
                             format!("{}ms", a.duration_ms),
                             output::opt(&a.status_code),
                             output::opt(&a.error_kind),

@@ -76,11 +76,10 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
         } => {
             let rows =
                 dead_letters::list(store, &filter.filter()?, &Page::new(limit, cursor)?).await?;
-            let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
             if json {
-                output::json(&views);
+                output::json(&rows);
             } else {
-                let table: Vec<Vec<String>> = views
+                let table: Vec<Vec<String>> = rows
                     .iter()
                     .map(|r| {
                         vec![
@@ -89,7 +88,7 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                             r.reason.clone(),
                             r.attempts.to_string(),
                             output::opt(&r.last_status_code),
-                            r.dead_at.clone(),
+                            crate::time::rfc3339(r.dead_at),
                             output::opt(&r.resubmitted_delivery_id),
                         ]
                     })

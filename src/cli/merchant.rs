@@ -103,11 +103,10 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
         }
         MerchantCmd::List { limit, cursor } => {
             let list = store::merchants::list(store, &Page::new(limit, cursor)?).await?;
-            let views: Vec<_> = list.iter().map(|m| m.view()).collect();
             if json {
-                output::json(&views);
+                output::json(&list);
             } else {
-                let rows: Vec<Vec<String>> = views
+                let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|m| {
                         vec![
@@ -123,7 +122,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             }
         }
         MerchantCmd::Show { id } => {
-            let m = store::merchants::get(store, &id).await?.view();
+            let m = store::merchants::get(store, &id).await?;
             if json {
                 output::json(&m);
             } else {
@@ -139,11 +138,12 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
                 println!("new secret  {}", rotated.secret);
                 println!(
                     "the previous secret keeps signing until {}",
-                    rotated
-                        .merchant
-                        .previous_secret_expires_at
-                        .clone()
-                        .unwrap_or_default()
+                    output::opt(
+                        &rotated
+                            .merchant
+                            .previous_secret_expires_at
+                            .map(crate::time::rfc3339)
+                    )
                 );
             }
         }

@@ -79,7 +79,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
                 callback_url,
                 expires_at,
             };
-            let p = payments::create(store, cfg, input).await?.view();
+            let p = payments::create(store, cfg, input).await?;
             if json {
                 output::json(&p);
             } else {
@@ -101,8 +101,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
                     block_number,
                 },
             )
-            .await?
-            .view();
+            .await?;
             if json {
                 output::json(&p);
             } else {
@@ -113,14 +112,14 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
             let p = store::payments::get(store, &id).await?;
             let events = store::events::list_for_payment(store, &id).await?;
             if json {
-                let mut v = serde_json::to_value(p.view()).unwrap_or_default();
+                let mut v = serde_json::to_value(&p).unwrap_or_default();
                 v["events"] = serde_json::json!(events
                     .iter()
                     .map(|e| serde_json::json!({"id": e.id, "type": e.kind, "created_at": crate::time::rfc3339(e.created_at)}))
                     .collect::<Vec<_>>());
                 output::json(&v);
             } else {
-                output::record(&p.view());
+                output::record(&p);
                 println!();
                 let rows: Vec<Vec<String>> = events
                     .iter()

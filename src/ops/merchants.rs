@@ -13,7 +13,7 @@ use crate::delivery::target::{self, TargetPolicy};
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
 use crate::ids;
-use crate::store::merchants::{self, Merchant, MerchantView};
+use crate::store::merchants::{self, Merchant};
 use crate::store::{self, Store};
 use crate::time::now_ms;
 
@@ -51,7 +51,7 @@ pub struct NewMerchant {
 #[derive(Debug, Serialize)]
 pub struct WithSecret {
     #[serde(flatten)]
-    pub merchant: MerchantView,
+    pub merchant: Merchant,
     pub secret: String,
 }
 
@@ -165,7 +165,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
     };
     merchants::insert(store, &m).await?;
     Ok(WithSecret {
-        merchant: m.view(),
+        merchant: m,
         secret,
     })
 }
@@ -181,14 +181,14 @@ pub async fn rotate_secret(store: &Store, id: &str, overlap: Duration) -> AppRes
     merchants::rotate_secret(store, id, &secret, now_ms() + overlap.as_millis() as i64).await?;
     let m = merchants::get(store, id).await?;
     Ok(WithSecret {
-        merchant: m.view(),
+        merchant: m,
         secret,
     })
 }
 
-pub async fn enable(store: &Store, id: &str) -> AppResult<MerchantView> {
+pub async fn enable(store: &Store, id: &str) -> AppResult<Merchant> {
     merchants::set_status(store, id, "active", None).await?;
-    Ok(merchants::get(store, id).await?.view())
+    merchants::get(store, id).await
 }
 
 /// Queues a `webhook.test` event to the merchant's URL; returns the event id.

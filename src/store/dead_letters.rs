@@ -6,11 +6,10 @@ use serde::Serialize;
 use super::{Page, Store, Tx};
 use crate::error::{AppError, AppResult};
 use crate::ids;
-use crate::time::rfc3339;
 
 pub const REASONS: [&str; 4] = ["exhausted", "gone", "endpoint_disabled", "rejected_target"];
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct DeadLetter {
     pub id: String,
     pub delivery_id: String,
@@ -21,44 +20,11 @@ pub struct DeadLetter {
     pub reason: String,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub dead_at: i64,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub resubmitted_at: Option<i64>,
     pub resubmitted_delivery_id: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DeadLetterView {
-    pub id: String,
-    pub delivery_id: String,
-    pub event_id: String,
-    pub merchant_id: String,
-    pub url: String,
-    pub attempts: i64,
-    pub reason: String,
-    pub last_status_code: Option<i64>,
-    pub last_error: Option<String>,
-    pub dead_at: String,
-    pub resubmitted_at: Option<String>,
-    pub resubmitted_delivery_id: Option<String>,
-}
-
-impl DeadLetter {
-    pub fn view(&self) -> DeadLetterView {
-        DeadLetterView {
-            id: self.id.clone(),
-            delivery_id: self.delivery_id.clone(),
-            event_id: self.event_id.clone(),
-            merchant_id: self.merchant_id.clone(),
-            url: self.url.clone(),
-            attempts: self.attempts,
-            reason: self.reason.clone(),
-            last_status_code: self.last_status_code,
-            last_error: self.last_error.clone(),
-            dead_at: rfc3339(self.dead_at),
-            resubmitted_at: self.resubmitted_at.map(rfc3339),
-            resubmitted_delivery_id: self.resubmitted_delivery_id.clone(),
-        }
-    }
 }
 
 /// Filters of `dlq list` and bulk resubmission.

@@ -6,9 +6,8 @@ use serde::Serialize;
 use super::{Page, Store};
 use crate::delivery::queue::{self, DeliveryJob, Lane};
 use crate::error::{AppError, AppResult};
-use crate::time::rfc3339;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Delivery {
     pub id: String,
     pub event_id: String,
@@ -16,18 +15,24 @@ pub struct Delivery {
     pub url: String,
     pub status: String,
     pub attempts: i64,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub next_attempt_at: Option<i64>,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub updated_at: i64,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub completed_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Attempt {
+    #[serde(skip)]
     pub delivery_id: String,
     pub attempt: i64,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub started_at: i64,
     pub duration_ms: i64,
     pub status_code: Option<i64>,
@@ -36,67 +41,12 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
+/// A delivery with every attempt (`deliveries show`).
 #[derive(Debug, Serialize)]
-pub struct DeliveryView {
-    pub id: String,
-    pub event_id: String,
-    pub merchant_id: String,
-    pub url: String,
-    pub status: String,
-    pub attempts: i64,
-    pub next_attempt_at: Option<String>,
-    pub last_status_code: Option<i64>,
-    pub last_error: Option<String>,
-    pub created_at: String,
-    pub completed_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt_log: Option<Vec<AttemptView>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AttemptView {
-    pub attempt: i64,
-    pub started_at: String,
-    pub duration_ms: i64,
-    pub status_code: Option<i64>,
-    pub error_kind: Option<String>,
-    pub error: Option<String>,
-    pub response_body: Option<String>,
-}
-
-impl Delivery {
-    pub fn view(&self, attempts: Option<&[Attempt]>) -> DeliveryView {
-        DeliveryView {
-            id: self.id.clone(),
-            event_id: self.event_id.clone(),
-            merchant_id: self.merchant_id.clone(),
-            url: self.url.clone(),
-            status: self.status.clone(),
-            attempts: self.attempts,
-            next_attempt_at: if self.status == "pending" {
-                self.next_attempt_at.map(rfc3339)
-            } else {
-                None
-            },
-            last_status_code: self.last_status_code,
-            last_error: self.last_error.clone(),
-            created_at: rfc3339(self.created_at),
-            completed_at: self.completed_at.map(rfc3339),
-            attempt_log: attempts.map(|list| {
-                list.iter()
-                    .map(|a| AttemptView {
-                        attempt: a.attempt,
-                        started_at: rfc3339(a.started_at),
-                        duration_ms: a.duration_ms,
-                        status_code: a.status_code,
-                        error_kind: a.error_kind.clone(),
-                        error: a.error.clone(),
-                        response_body: a.response_body.clone(),
-                    })
-                    .collect()
-            }),
-        }
-    }
+pub struct DeliveryWithAttempts {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub delivery_attempts: Vec<Attempt>,
 }
 
 macro_rules! columns {

@@ -12,39 +12,26 @@ use crate::ids;
 use crate::store::merchants::Merchant;
 use crate::store::payments::Payment;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Event {
     pub id: String,
     pub merchant_id: String,
     pub payment_id: Option<String>,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
+    /// The exact body that is sent; shown as JSON, not as a string.
+    #[serde(serialize_with = "raw_json")]
     pub payload: String,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub created_at: i64,
 }
 
-#[derive(Debug, Serialize)]
-pub struct EventView {
-    pub id: String,
-    pub merchant_id: String,
-    pub payment_id: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The exact body that is sent, as JSON.
-    pub payload: serde_json::Value,
-    pub created_at: String,
-}
-
-impl Event {
-    pub fn view(&self) -> EventView {
-        EventView {
-            id: self.id.clone(),
-            merchant_id: self.merchant_id.clone(),
-            payment_id: self.payment_id.clone(),
-            kind: self.kind.clone(),
-            payload: serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null),
-            created_at: crate::time::rfc3339(self.created_at),
-        }
+fn raw_json<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match serde_json::from_str::<serde_json::Value>(v) {
+        Ok(json) => json.serialize(s),
+        Err(_) => s.serialize_str(v),
     }
 }
 

@@ -7,25 +7,44 @@ use serde::Serialize;
 use super::{Page, Store};
 use crate::error::{AppError, AppResult};
 
-#[derive(Clone, sqlx::FromRow)]
+/// A merchant row. Serialized (CLI, API) without its secrets and with only
+/// the names of its extra headers, whose values are secrets too.
+#[derive(Clone, sqlx::FromRow, Serialize)]
 pub struct Merchant {
     pub id: String,
     pub name: String,
     pub webhook_url: String,
+    #[serde(skip)]
     pub secret: String,
+    #[serde(skip)]
     pub previous_secret: Option<String>,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub previous_secret_expires_at: Option<i64>,
     pub signature_scheme: String,
     pub signature_header: Option<String>,
     pub signature_prefix: Option<String>,
     /// JSON object of extra static headers; the values are secrets.
+    #[serde(serialize_with = "header_names")]
     pub headers: String,
     /// JSON array of subscribed event types; `None` means all.
+    #[serde(serialize_with = "json_list")]
     pub event_types: Option<String>,
     pub rate_limit_per_sec: Option<i64>,
     pub status: String,
     pub disabled_reason: Option<String>,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub created_at: i64,
+}
+
+fn header_names<S: serde::Serializer>(headers: &str, s: S) -> Result<S::Ok, S::Error> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(headers).unwrap_or_default();
+    s.collect_seq(map.keys())
+}
+
+fn json_list<S: serde::Serializer>(list: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let parsed: Option<Vec<String>> = list.as_deref().and_then(|l| serde_json::from_str(l).ok());
+    parsed.serialize(s)
 }
 
 // Secrets and header values never reach a log line through `{:?}`.
@@ -43,57 +62,7 @@ impl fmt::Debug for Merchant {
     }
 }
 
-/// What a merchant looks like outside: no secret, header names only.
-#[derive(Debug, Serialize)]
-pub struct MerchantView {
-    pub id: String,
-    pub name: String,
-    pub webhook_url: String,
-    pub signature_scheme: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature_header: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature_prefix: Option<String>,
-    /// Names of the extra headers; their values are secrets and stay hidden.
-    pub headers: Vec<String>,
-    pub event_types: Option<Vec<String>>,
-    pub rate_limit_per_sec: Option<i64>,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disabled_reason: Option<String>,
-    pub previous_secret_expires_at: Option<String>,
-    pub created_at: String,
-}
-
 impl Merchant {
-    pub fn view(&self) -> MerchantView {
-        let headers: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&self.headers).unwrap_or_default();
-        let (header, prefix) = if self.signature_scheme == "hex" {
-            (self.signature_header.clone(), self.signature_prefix.clone())
-        } else {
-            (None, None)
-        };
-        MerchantView {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            webhook_url: self.webhook_url.clone(),
-            signature_scheme: self.signature_scheme.clone(),
-            signature_header: header,
-            signature_prefix: prefix,
-            headers: headers.keys().cloned().collect(),
-            event_types: self
-                .event_types
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok()),
-            rate_limit_per_sec: self.rate_limit_per_sec,
-            status: self.status.clone(),
-            disabled_reason: self.disabled_reason.clone(),
-            previous_secret_expires_at: self.previous_secret_expires_at.map(crate::time::rfc3339),
-            created_at: crate::time::rfc3339(self.created_at),
-        }
-    }
-
     /// Whether this merchant wants events of `kind` (`webhook.test` always).
     pub fn subscribes_to(&self, kind: &str) -> bool {
         if kind == "webhook.test" {

@@ -6,9 +6,8 @@ use serde::Serialize;
 
 use super::{Store, Tx};
 use crate::error::{AppError, AppResult};
-use crate::time::rfc3339;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Payment {
     pub id: String,
     pub merchant_id: String,
@@ -22,56 +21,16 @@ pub struct Payment {
     pub block_number: Option<i64>,
     pub status: String,
     pub callback_url: Option<String>,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub expires_at: Option<i64>,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub detected_at: Option<i64>,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub confirmed_at: Option<i64>,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::time::ser::ms")]
     pub updated_at: i64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PaymentView {
-    pub id: String,
-    pub merchant_id: String,
-    pub reference: String,
-    pub chain: String,
-    pub token: Option<String>,
-    pub address: String,
-    pub expected_amount: String,
-    pub received_amount: Option<String>,
-    pub tx_hash: Option<String>,
-    pub block_number: Option<i64>,
-    pub status: String,
-    pub callback_url: Option<String>,
-    pub expires_at: Option<String>,
-    pub detected_at: Option<String>,
-    pub confirmed_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl Payment {
-    pub fn view(&self) -> PaymentView {
-        PaymentView {
-            id: self.id.clone(),
-            merchant_id: self.merchant_id.clone(),
-            reference: self.reference.clone(),
-            chain: self.chain.clone(),
-            token: self.token.clone(),
-            address: self.address.clone(),
-            expected_amount: self.expected_amount.clone(),
-            received_amount: self.received_amount.clone(),
-            tx_hash: self.tx_hash.clone(),
-            block_number: self.block_number,
-            status: self.status.clone(),
-            callback_url: self.callback_url.clone(),
-            expires_at: self.expires_at.map(rfc3339),
-            detected_at: self.detected_at.map(rfc3339),
-            confirmed_at: self.confirmed_at.map(rfc3339),
-            created_at: rfc3339(self.created_at),
-            updated_at: rfc3339(self.updated_at),
-        }
-    }
 }
 
 macro_rules! columns {

@@ -210,7 +210,7 @@ async fn merchant_payment_and_dlq_commands_with_exit_codes() {
         ],
     );
     let d: serde_json::Value = serde_json::from_str(&stdout(&show)).unwrap();
-    assert_eq!(d["attempt_log"][0]["status_code"], 500);
+    assert_eq!(d["delivery_attempts"][0]["status_code"], 500);
 }
 
 #[tokio::test]
