@@ -12,9 +12,11 @@ demo: build
 	./$(BIN) demo
 
 # The whole suite: unit tests, property tests, integration tests (real HTTP
-# receivers on 127.0.0.1, real SQLite files, a real `payhook serve` killed -9).
+# receivers on 127.0.0.1, real SQLite files, a real `payhook serve` killed -9),
+# and the bench run small (N = 200) as a smoke test of itself.
 test:
-	$(CARGO) test --all-targets -- --test-threads=4
+	$(CARGO) test --benches
+	$(CARGO) test --lib --bins --tests -- --test-threads=4
 
 # `payhook serve` with config.toml. The committed config has no admin token:
 # one is generated into .admin-token (git-ignored) unless PAYHOOK__ADMIN__TOKEN is set.

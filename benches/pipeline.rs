@@ -2,7 +2,8 @@
 //! keep-alive receiver, compared with the raw reqwest POST rate to the same
 //! receiver (the ceiling). Prints figures; asserts nothing about speed.
 //!
-//! PAYHOOK_BENCH_N (default 5000) sets N.
+//! PAYHOOK_BENCH_N (default 5000) sets N. Without `--bench` (as under
+//! `cargo test --all-targets`) it runs with N = 200 as a smoke test.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,10 +18,13 @@ use payhook::pipeline::{Parts, Pipeline};
 use payhook::store::Store;
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
+    // then this runs as a small smoke test of the bench itself.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("PAYHOOK_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+        .unwrap_or(if smoke { 200 } else { 5000 });
     if std::env::var("RUST_LOG").is_ok() {
         payhook::logging::init(payhook::config::LogFormat::Pretty, "info");
     }
