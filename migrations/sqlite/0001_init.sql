@@ -67,6 +67,8 @@ CREATE TABLE deliveries (
     event_id TEXT NOT NULL REFERENCES events(id),
     merchant_id TEXT NOT NULL REFERENCES merchants(id),
     url TEXT NOT NULL,
+    -- scheme://host:port/path of url: the unit of rate limits, circuits and health
+    endpoint TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'dead')),
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
@@ -79,6 +81,15 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_status ON deliveries (status, id);
 CREATE INDEX deliveries_merchant ON deliveries (merchant_id, id);
 CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_endpoint_pending ON deliveries (endpoint) WHERE status = 'pending';
+
+-- Since when an endpoint has failed without a success (circuit.disable_after).
+CREATE TABLE endpoint_health (
+    endpoint TEXT PRIMARY KEY,
+    failing_since INTEGER,
+    last_failure_at INTEGER,
+    last_success_at INTEGER
+);
 
 CREATE TABLE delivery_attempts (
     delivery_id TEXT NOT NULL REFERENCES deliveries(id),

@@ -127,6 +127,42 @@ pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppRes
     Ok(())
 }
 
+/// Removes the waiting jobs of deliveries that were settled outside the
+/// sender (dead-lettered by an endpoint disable). A job already running
+/// finds its delivery settled and records nothing.
+pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppResult<()> {
+    if delivery_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM Jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
+         AND CAST(job AS TEXT) ->> 'delivery_id' IN (SELECT value FROM json_each($1))",
+    )
+    .bind(serde_json::to_string(delivery_ids).unwrap_or_default())
+    .bind(Lane::First.queue())
+    .bind(Lane::Retry.queue())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Makes the queued jobs of a merchant's pending deliveries due now (after
+/// `merchant enable`, so they do not wait out their deferral).
+pub async fn make_due_for_merchant(tx: &mut Tx, merchant_id: &str) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE Jobs SET run_at = CAST(strftime('%s', 'now') AS INTEGER) \
+         WHERE status = 'Pending' AND job_type IN ($2, $3) \
+         AND CAST(job AS TEXT) ->> 'delivery_id' IN \
+         (SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending')",
+    )
+    .bind(merchant_id)
+    .bind(Lane::First.queue())
+    .bind(Lane::Retry.queue())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Worker settings derived from config.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::delivery::batcher::Batcher;
-use crate::delivery::governor::EndpointLimiter;
+use crate::delivery::governor::{EndpointGovernor, GovernorSettings, Held};
 use crate::delivery::queue::DeliveryJob;
 use crate::delivery::retry::{parse_retry_after, RetryPolicy};
 use crate::delivery::signer;
@@ -33,7 +33,7 @@ pub struct Sender {
     retry: RetryPolicy,
     policy: TargetPolicy,
     max_response_bytes: usize,
-    limiter: EndpointLimiter,
+    governor: EndpointGovernor,
     writer: OutcomeWriter,
     contexts: Batcher<String, Option<AttemptContext>>,
 }
@@ -50,6 +50,10 @@ struct Exchange {
 impl Sender {
     pub fn new(store: Store, cfg: &Config) -> AppResult<Sender> {
         let d = &cfg.delivery;
+        let policy = TargetPolicy {
+            allow_http: d.allow_http,
+            allow_private_targets: d.allow_private_targets,
+        };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(d.timeout.0)
@@ -57,19 +61,23 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(USER_AGENT)
+            .dns_resolver(std::sync::Arc::new(target::VettingResolver { policy }))
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
         Ok(Sender {
-            writer: writer::spawn(store.clone()),
+            writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
             contexts: context_loader(store.clone()),
             client,
             retry: RetryPolicy::from_config(&cfg.retry),
-            policy: TargetPolicy {
-                allow_http: d.allow_http,
-                allow_private_targets: d.allow_private_targets,
-            },
+            policy,
             max_response_bytes: d.max_response_bytes as usize,
-            limiter: EndpointLimiter::new(d.rate_limit_per_sec, d.rate_limit_burst),
+            governor: EndpointGovernor::new(GovernorSettings {
+                rate_per_sec: d.rate_limit_per_sec,
+                burst: d.rate_limit_burst,
+                max_in_flight: d.max_in_flight_per_endpoint,
+                failure_threshold: cfg.circuit.failure_threshold,
+                cooldown: cfg.circuit.cooldown.0,
+            }),
         })
     }
 
@@ -131,18 +139,32 @@ impl Sender {
 
         let endpoint = target::endpoint_key(&url);
         let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
-        loop {
-            match self.limiter.check(&endpoint, per_sec) {
-                Ok(()) => break,
-                Err(wait) if wait <= MAX_INLINE_LIMITER_WAIT => tokio::time::sleep(wait).await,
-                Err(wait) => return self.defer(&job, &job_id, wait).await,
+        let pass = loop {
+            match self.governor.admit(&endpoint, per_sec) {
+                Ok(pass) => break pass,
+                Err(Held::RateLimited(wait)) if wait <= MAX_INLINE_LIMITER_WAIT => {
+                    tokio::time::sleep(wait).await
+                }
+                // Held back (open circuit, endpoint at its in-flight cap, a
+                // long rate-limit wait): not an attempt, and no worker slot
+                // is held while waiting.
+                Err(held) => {
+                    tracing::debug!(?held, "held back; deferred");
+                    let jitter = Duration::from_millis(rand::random_range(0..250));
+                    return self.defer(&job, &job_id, held.wait() + jitter).await;
+                }
             }
-        }
+        };
 
         let started_at = now_ms();
         let clock = Instant::now();
         let ex = self.exchange(&ctx, url).await;
         let duration_ms = clock.elapsed().as_millis() as i64;
+        self.governor.record(
+            &endpoint,
+            ex.status.is_some_and(|s| (200..300).contains(&s)),
+        );
+        drop(pass);
         let next = self.decide(job.attempt, &ex);
         match &next {
             Next::Succeeded => tracing::debug!(status = ex.status, duration_ms, "delivered"),
@@ -173,6 +195,11 @@ impl Sender {
     }
 
     fn decide(&self, attempt: i64, ex: &Exchange) -> Next {
+        if ex.error_kind == Some("rejected_target") {
+            return Next::Dead {
+                reason: "rejected_target",
+            };
+        }
         match ex.status {
             Some(s) if (200..300).contains(&s) => return Next::Succeeded,
             Some(410) => return Next::Dead { reason: "gone" },
@@ -255,6 +282,15 @@ impl Sender {
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                if let Some(why) = target::rejection(&e) {
+                    return Exchange {
+                        status: None,
+                        error_kind: Some("rejected_target"),
+                        error: Some(why),
+                        body: None,
+                        retry_after: None,
+                    };
+                }
                 let kind = if e.is_timeout() {
                     "timeout"
                 } else if e.is_connect() {

@@ -49,20 +49,107 @@ pub fn vet_url(field: &str, raw: &str, policy: TargetPolicy) -> Result<Url, AppE
         }
         Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-        Some(Host::Domain(d)) => {
-            let d = d.trim_end_matches('.');
-            if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-            {
-                Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            } else {
-                None
-            }
-        }
+        // Names are checked on what they resolve to, by `VettingResolver`
+        // at send time (and `vet_url_resolved` at merchant creation).
+        Some(Host::Domain(_)) => None,
     };
     if let Some(ip) = ip {
         vet_ip(field, ip, policy)?;
     }
     Ok(url)
+}
+
+/// Checks a URL and, for a host name, what it resolves to now (merchant
+/// creation). A name that does not resolve is accepted: DNS may be down or
+/// not set up yet; the send-time check is the one that protects.
+pub async fn vet_url_resolved(
+    field: &str,
+    raw: &str,
+    policy: TargetPolicy,
+) -> Result<Url, AppError> {
+    let url = vet_url(field, raw, policy)?;
+    if let (Some(Host::Domain(name)), false) = (url.host(), policy.allow_private_targets) {
+        if let Ok(addrs) = tokio::net::lookup_host((name, 0)).await {
+            let addrs: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            if !addrs.is_empty() && !addrs.iter().any(|ip| is_public(*ip)) {
+                return Err(AppError::bad_input(format!(
+                    "{field}: {name} resolves to {}, not a public address (refused unless \
+                     delivery.allow_private_targets = true)",
+                    addrs
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// The error a refused resolution carries, so the sender can tell a refused
+/// target from a network failure.
+#[derive(Debug)]
+pub struct TargetRejected(pub String);
+
+impl std::fmt::Display for TargetRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TargetRejected {}
+
+/// The HTTP client's DNS resolver: resolves with the system resolver, keeps
+/// only allowed addresses, and the connection goes to exactly those. The
+/// check and the connect use the same answer, so DNS rebinding between a
+/// check and the connect cannot reach an internal address.
+#[derive(Debug, Clone, Copy)]
+pub struct VettingResolver {
+    pub policy: TargetPolicy,
+}
+
+impl reqwest::dns::Resolve for VettingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| policy.allow_private_targets || is_public(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                let list: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+                let msg = format!(
+                    "{host} resolves to {}, not a public address",
+                    if list.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        list.join(", ")
+                    }
+                );
+                return Err(
+                    Box::new(TargetRejected(msg)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether a request error is a refusal by `VettingResolver`, and its text.
+pub fn rejection(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<TargetRejected>() {
+            return Some(r.0.clone());
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// Refuses non-public addresses unless `allow_private_targets`.
@@ -155,8 +242,6 @@ mod tests {
             "https://0.0.0.0/",
             "https://[fd00::1]/",
             "https://[fe80::1]/",
-            "https://localhost/",
-            "https://localhost./",
         ] {
             assert!(
                 vet_url("webhook_url", raw, STRICT).is_err(),

@@ -14,11 +14,12 @@ const MAX_BATCH: usize = 512;
 pub type OutcomeWriter = Batcher<Finished, ()>;
 
 /// Starts the writer; it stops when the last handle is dropped.
-pub fn spawn(store: Store) -> OutcomeWriter {
+pub fn spawn(store: Store, disable_after: std::time::Duration) -> OutcomeWriter {
+    let disable_after_ms = disable_after.as_millis() as i64;
     Batcher::spawn(MAX_BATCH, move |batch: Vec<Finished>| {
         let store = store.clone();
         async move {
-            match deliveries::apply_outcomes(&store, &batch, now_ms()).await {
+            match deliveries::apply_outcomes(&store, &batch, now_ms(), disable_after_ms).await {
                 Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                 Err(e) if batch.len() > 1 => {
                     // One bad outcome must not fail its neighbours: retry singly.
@@ -26,8 +27,13 @@ pub fn spawn(store: Store) -> OutcomeWriter {
                     let mut results = Vec::with_capacity(batch.len());
                     for f in &batch {
                         results.push(
-                            deliveries::apply_outcomes(&store, std::slice::from_ref(f), now_ms())
-                                .await,
+                            deliveries::apply_outcomes(
+                                &store,
+                                std::slice::from_ref(f),
+                                now_ms(),
+                                disable_after_ms,
+                            )
+                            .await,
                         );
                     }
                     results

@@ -67,7 +67,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
     if name.is_empty() || name.len() > 200 {
         return Err(AppError::bad_input("name: expected 1 to 200 characters"));
     }
-    target::vet_url("webhook_url", &input.webhook_url, target_policy(cfg))?;
+    target::vet_url_resolved("webhook_url", &input.webhook_url, target_policy(cfg)).await?;
     let scheme = input.signature_scheme.as_deref().unwrap_or("standard");
     let (header, prefix) = match scheme {
         "standard" => {
@@ -187,7 +187,7 @@ pub async fn rotate_secret(store: &Store, id: &str, overlap: Duration) -> AppRes
 }
 
 pub async fn enable(store: &Store, id: &str) -> AppResult<Merchant> {
-    merchants::set_status(store, id, "active", None).await?;
+    merchants::enable(store, id).await?;
     merchants::get(store, id).await
 }
 

@@ -72,7 +72,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
     }
     Amount::parse("expected_amount", &input.expected_amount)?;
     if let Some(u) = &input.callback_url {
-        target::vet_url("callback_url", u, target_policy(cfg))?;
+        target::vet_url_resolved("callback_url", u, target_policy(cfg)).await?;
     }
     let expires_at = input
         .expires_at

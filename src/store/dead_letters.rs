@@ -61,16 +61,28 @@ macro_rules! columns {
     };
 }
 
-/// Dead-letters a delivery whose row was just marked `dead` in `tx`.
-pub async fn insert(tx: &mut Tx, delivery_id: &str, reason: &str, now: i64) -> AppResult<()> {
+/// Dead-letters deliveries whose rows were just marked `dead` in `tx`.
+pub async fn insert_many(
+    tx: &mut Tx,
+    delivery_ids: &[&str],
+    reason: &str,
+    now: i64,
+) -> AppResult<()> {
+    if delivery_ids.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = delivery_ids
+        .iter()
+        .map(|d| serde_json::json!({"dlq": ids::new_id(ids::DEAD_LETTER), "delivery": d}))
+        .collect();
     sqlx::query(
         "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, url, attempts, reason, \
          last_status_code, last_error, dead_at) \
-         SELECT $1, id, event_id, merchant_id, url, attempts, $3, last_status_code, last_error, $4 \
-         FROM deliveries WHERE id = $2 ON CONFLICT (delivery_id) DO NOTHING",
+         SELECT j.value ->> 'dlq', d.id, d.event_id, d.merchant_id, d.url, d.attempts, $2, d.last_status_code, \
+         d.last_error, $3 FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'delivery' \
+         WHERE true ON CONFLICT (delivery_id) DO NOTHING",
     )
-    .bind(ids::new_id(ids::DEAD_LETTER))
-    .bind(delivery_id)
+    .bind(serde_json::Value::Array(rows).to_string())
     .bind(reason)
     .bind(now)
     .execute(&mut **tx)

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Page, Store};
+use super::{endpoints, Page, Store};
 use crate::delivery::queue::{self, DeliveryJob, Lane};
 use crate::error::{AppError, AppResult};
 
@@ -161,7 +161,12 @@ pub struct Finished {
 /// jobs. Set-based: a batch of any size is a handful of statements. A stale
 /// outcome (the delivery was already settled, e.g. a job re-run after a
 /// crash) changes nothing.
-pub async fn apply_outcomes(store: &Store, batch: &[Finished], now: i64) -> AppResult<()> {
+pub async fn apply_outcomes(
+    store: &Store,
+    batch: &[Finished],
+    now: i64,
+    disable_after_ms: i64,
+) -> AppResult<()> {
     let mut tx = store.begin_writer().await?;
     let job_ids: Vec<&str> = batch.iter().filter_map(|f| f.job_id.as_deref()).collect();
     queue::finish_many(&mut tx, &job_ids).await?;
@@ -222,6 +227,9 @@ pub async fn apply_outcomes(store: &Store, batch: &[Finished], now: i64) -> AppR
             .execute(&mut *tx)
             .await?;
         }
+        let mut retries = Vec::new();
+        let mut dead: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
         for f in batch {
             let Outcome::Attempted {
                 delivery_id,
@@ -235,19 +243,41 @@ pub async fn apply_outcomes(store: &Store, batch: &[Finished], now: i64) -> AppR
                 continue;
             }
             match next {
-                Next::Succeeded => {}
+                Next::Succeeded => ok.push(delivery_id.as_str()),
                 Next::Retry { at_ms } => {
                     let job = DeliveryJob {
                         delivery_id: delivery_id.clone(),
                         attempt: record.attempt + 1,
                     };
-                    queue::push(&mut tx, &job, *at_ms, Lane::Retry).await?;
-                    queued = true;
+                    retries.push((job, *at_ms, Lane::Retry));
+                    failed.push(delivery_id.as_str());
                 }
                 Next::Dead { reason } => {
-                    crate::store::dead_letters::insert(&mut tx, delivery_id, reason, now).await?;
+                    dead.entry(reason).or_default().push(delivery_id.as_str());
+                    if *reason == "exhausted" {
+                        failed.push(delivery_id.as_str());
+                    }
                 }
             }
+        }
+        queued |= !retries.is_empty();
+        queue::push_many(&mut tx, &retries).await?;
+        for (reason, ids) in &dead {
+            crate::store::dead_letters::insert_many(&mut tx, ids, reason, now).await?;
+        }
+        for id in dead.get("gone").into_iter().flatten() {
+            let why = format!(
+                "410 Gone from the webhook URL at {}",
+                crate::time::rfc3339(now)
+            );
+            crate::store::merchants::disable_for_gone(&mut tx, id, &why).await?;
+        }
+        endpoints::record(&mut tx, &failed, false, now).await?;
+        endpoints::record(&mut tx, &ok, true, now).await?;
+        for endpoint in
+            endpoints::failing_since_before(&mut tx, &failed, now - disable_after_ms).await?
+        {
+            endpoints::disable(&mut tx, &endpoint, now).await?;
         }
     }
     for f in batch {

@@ -159,14 +159,9 @@ async fn insert_events(tx: &mut Tx, rows: &[EventRow], now: i64) -> AppResult<Ve
     for r in rows {
         match &r.url {
             Some(url) => {
-                let id = ids::new_id(ids::DELIVERY);
-                new.push(NewDelivery {
-                    id: id.clone(),
-                    event_id: r.id.clone(),
-                    merchant_id: r.merchant_id.clone(),
-                    url: url.clone(),
-                });
-                ids.push(Some(id));
+                let d = NewDelivery::new(&r.id, &r.merchant_id, url);
+                ids.push(Some(d.id.clone()));
+                new.push(d);
             }
             None => ids.push(None),
         }
@@ -181,6 +176,23 @@ struct NewDelivery {
     event_id: String,
     merchant_id: String,
     url: String,
+    endpoint: String,
+}
+
+impl NewDelivery {
+    fn new(event_id: &str, merchant_id: &str, url: &str) -> Self {
+        // An unparsable URL gets itself as endpoint; the sender refuses it.
+        let endpoint = url::Url::parse(url)
+            .map(|u| crate::delivery::target::endpoint_key(&u))
+            .unwrap_or_else(|_| url.to_string());
+        NewDelivery {
+            id: ids::new_id(ids::DELIVERY),
+            event_id: event_id.to_string(),
+            merchant_id: merchant_id.to_string(),
+            url: url.to_string(),
+            endpoint,
+        }
+    }
 }
 
 /// Pending deliveries due now, with their first-attempt jobs.
@@ -189,9 +201,10 @@ async fn insert_deliveries(tx: &mut Tx, rows: &[NewDelivery], now: i64) -> AppRe
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO deliveries (id, event_id, merchant_id, url, status, attempts, next_attempt_at, created_at, updated_at) \
-         SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', 'pending', 0, $2, $2, $2 \
-         FROM json_each($1)",
+        "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, next_attempt_at, \
+         created_at, updated_at) \
+         SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', value ->> 'endpoint', \
+         'pending', 0, $2, $2, $2 FROM json_each($1)",
     )
     .bind(to_json(rows)?)
     .bind(now)
@@ -212,13 +225,8 @@ pub async fn insert_delivery(
     url: &str,
     now: i64,
 ) -> AppResult<String> {
-    let id = ids::new_id(ids::DELIVERY);
-    let row = NewDelivery {
-        id: id.clone(),
-        event_id: event_id.to_string(),
-        merchant_id: merchant_id.to_string(),
-        url: url.to_string(),
-    };
+    let row = NewDelivery::new(event_id, merchant_id, url);
+    let id = row.id.clone();
     insert_deliveries(tx, &[row], now).await?;
     Ok(id)
 }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Page, Store};
+use super::{Page, Store, Tx};
 use crate::error::{AppError, AppResult};
 
 /// A merchant row. Serialized (CLI, API) without its secrets and with only
@@ -162,20 +162,31 @@ pub async fn rotate_secret(
     Ok(())
 }
 
-pub async fn set_status(
-    store: &Store,
-    id: &str,
-    status: &str,
-    reason: Option<&str>,
-) -> AppResult<()> {
-    let done = sqlx::query("UPDATE merchants SET status = $2, disabled_reason = $3 WHERE id = $1")
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .execute(store.pool())
-        .await?;
+/// After a 410 Gone from a delivery's URL: disables the merchant if that URL
+/// is its webhook (a per-payment `callback_url` only loses that delivery).
+pub async fn disable_for_gone(tx: &mut Tx, delivery_id: &str, reason: &str) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE merchants SET status = 'disabled', disabled_reason = $2 \
+         WHERE status = 'active' AND (id, webhook_url) IN (SELECT merchant_id, url FROM deliveries WHERE id = $1)",
+    )
+    .bind(delivery_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Re-enables a merchant and makes its waiting deliveries due now.
+pub async fn enable(store: &Store, id: &str) -> AppResult<()> {
+    let mut tx = store.begin_write().await?;
+    let done =
+        sqlx::query("UPDATE merchants SET status = 'active', disabled_reason = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
     if done.rows_affected() == 0 {
         return Err(AppError::not_found("merchant", id));
     }
-    Ok(())
+    crate::delivery::queue::make_due_for_merchant(&mut tx, id).await?;
+    store.commit(tx, true).await
 }

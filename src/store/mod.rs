@@ -10,6 +10,7 @@
 pub mod chains;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod endpoints;
 pub mod events;
 pub mod merchants;
 pub mod payments;

@@ -43,8 +43,14 @@ fn init_writes_a_token_once() {
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
-    // The written file loads and validates.
-    let ok = payhook(&path, &["merchant", "list"]);
+    // The written file loads and validates (its database lands in the temp dir).
+    let ok = Command::new(payhook_bin())
+        .arg("--config")
+        .arg(&path)
+        .args(["merchant", "list"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
 
