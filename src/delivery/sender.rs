@@ -413,7 +413,7 @@ pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMa
     } else {
         let mut keys = vec![signer::standard_key(&ctx.secret)?];
         if let (Some(prev), Some(until)) = (&ctx.previous_secret, ctx.previous_secret_expires_at) {
-            if until > timestamp * 1000 {
+            if until > now_ms() {
                 keys.push(signer::standard_key(prev)?);
             }
         }

@@ -7,5 +7,7 @@ mod cli;
 mod config_errors;
 mod crash;
 mod delivery;
+mod logs;
 mod retries;
+mod safety;
 mod scanner;
