@@ -84,6 +84,10 @@ fn bench_config(db: &std::path::Path) -> Config {
     cfg.delivery.allow_private_targets = true;
     cfg.delivery.rate_limit_per_sec = 1_000_000;
     cfg.delivery.rate_limit_burst = 100_000;
+    // One receiver endpoint takes the whole load here, so the per-endpoint
+    // in-flight cap is lifted to the worker concurrency (the isolation phase
+    // puts the default cap back).
+    cfg.delivery.max_in_flight_per_endpoint = cfg.delivery.concurrency;
     cfg.scanner.interval = HumanDuration(Duration::from_millis(100));
     cfg.scanner.batch_size = 500;
     if let Ok(c) = std::env::var("PAYHOOK_BENCH_CONCURRENCY") {
@@ -146,6 +150,96 @@ async fn wait_delivered(store: &Store, target: i64) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A TCP endpoint that accepts connections and never answers.
+async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    (addr, task)
+}
+
+/// Queues `n` test events to a healthy merchant (and, with `hole`, as many
+/// to a black-holed one), starts the sender and returns healthy deliveries/s.
+async fn healthy_drain(
+    store: &Store,
+    cfg: &Config,
+    url: &str,
+    n: usize,
+    hole: Option<&str>,
+) -> f64 {
+    let healthy = merchants::create(
+        store,
+        cfg,
+        NewMerchant {
+            name: "healthy".into(),
+            webhook_url: url.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stuck = match hole {
+        Some(h) => Some(
+            merchants::create(
+                store,
+                cfg,
+                NewMerchant {
+                    name: "hole".into(),
+                    webhook_url: h.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+        ),
+        None => None,
+    };
+    for _ in 0..n {
+        if let Some(s) = &stuck {
+            merchants::send_test(store, &s.merchant.id).await.unwrap();
+        }
+        merchants::send_test(store, &healthy.merchant.id)
+            .await
+            .unwrap();
+    }
+    let target = n as i64;
+    let id = healthy.merchant.id.clone();
+    let done = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM deliveries WHERE merchant_id = $1 AND status = 'succeeded'",
+        )
+        .bind(&id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    };
+    let pipeline = Pipeline::start(
+        store,
+        cfg,
+        Parts {
+            scanner: false,
+            sender: true,
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    while done().await < target {
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "isolation run did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    pipeline.stop().await.unwrap();
+    rate
 }
 
 fn peak_rss_mib() -> f64 {
@@ -238,6 +332,22 @@ async fn run(n: usize) {
     let drain = n as f64 / t.elapsed().as_secs_f64();
     pipeline.stop().await.unwrap();
 
+    // 3) Isolation: the same drain of healthy deliveries, alone and next to
+    //    a black-holed endpoint (accepts TCP, never answers).
+    let (hole, _) = black_hole().await;
+    let mut capped = cfg.clone();
+    capped.delivery.max_in_flight_per_endpoint =
+        Config::default().delivery.max_in_flight_per_endpoint;
+    let alone = healthy_drain(&store, &capped, &url, n, None).await;
+    let beside = healthy_drain(
+        &store,
+        &capped,
+        &url,
+        n,
+        Some(&format!("http://{hole}/hook")),
+    )
+    .await;
+
     println!("payhook bench — SQLite, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
     println!("  raw reqwest POST ceiling      {raw:>9.0} req/s");
     println!(
@@ -255,6 +365,11 @@ async fn run(n: usize) {
     );
     println!(
         "  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {n})"
+    );
+    println!(
+        "  isolation (in-flight cap {})   {alone:>9.0} healthy/s alone, {beside:.0} beside a black hole   ratio {:.2} (goal ≥ 0.9)",
+        capped.delivery.max_in_flight_per_endpoint,
+        beside / alone
     );
     println!(
         "  peak RSS                      {:>9.1} MiB",

@@ -18,12 +18,21 @@ const IDLE_EVICT: Duration = Duration::from_secs(600);
 const EVICT_CHECK_EVERY: usize = 4096;
 /// How long a job held by the in-flight cap waits before it tries again.
 const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+/// How long a queued caller waits for an in-flight slot.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+/// An endpoint that finished a request this recently is "answering".
+const MOVING: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct GovernorSettings {
     pub rate_per_sec: u32,
     pub burst: u32,
     pub max_in_flight: u32,
+    /// How many callers may queue for an endpoint that is answering (the
+    /// worker concurrency); a stuck endpoint gets only `max_in_flight`.
+    pub max_waiters: u32,
+    /// The request timeout: a stuck endpoint's slots free up about this often.
+    pub request_timeout: Duration,
     pub failure_threshold: u32,
     pub cooldown: Duration,
 }
@@ -64,6 +73,10 @@ struct Endpoint {
     consecutive_failures: u32,
     open_until: Option<Instant>,
     probing: bool,
+    /// Callers queued for an in-flight slot.
+    waiters: u32,
+    /// When a request to it last finished, whatever its outcome.
+    last_completed: Option<Instant>,
     last_used: Instant,
 }
 
@@ -84,16 +97,73 @@ impl EndpointGovernor {
 
     /// Admits one request to `endpoint` or says why not and for how long.
     /// `per_sec` overrides the default rate (a merchant's `rate_limit_per_sec`).
-    pub fn admit(&self, endpoint: &str, per_sec: Option<u32>) -> Result<Pass, Held> {
+    ///
+    /// At the in-flight cap, up to `max_in_flight` callers queue for a slot
+    /// (at most `IN_FLIGHT_WAIT`); further callers are held back at once, so
+    /// a stuck endpoint ties up at most twice its cap of worker slots.
+    pub async fn admit(&self, endpoint: &str, per_sec: Option<u32>) -> Result<Pass, Held> {
         let per_sec = per_sec
             .filter(|r| *r > 0)
             .unwrap_or(self.settings.rate_per_sec)
             .max(1);
-        let now = Instant::now();
+        let slots = {
+            let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let e = self.entry(&mut map, endpoint, per_sec);
+            self.circuit_allows(e)?;
+            let moving = e.last_completed.is_some_and(|t| t.elapsed() < MOVING);
+            let max_waiters = if moving {
+                self.settings.max_waiters.max(self.settings.max_in_flight)
+            } else {
+                self.settings.max_in_flight
+            };
+            match e.slots.clone().try_acquire_owned() {
+                Ok(slot) => return self.take(e, slot),
+                Err(_) if e.waiters < max_waiters => {
+                    e.waiters += 1;
+                    e.slots.clone()
+                }
+                Err(_) => return Err(Held::InFlight(self.hold_for(moving))),
+            }
+        };
+        let waited = tokio::time::timeout(IN_FLIGHT_WAIT, slots.acquire_owned()).await;
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let e = self.entry(&mut map, endpoint, per_sec);
+        e.waiters = e.waiters.saturating_sub(1);
+        match waited {
+            Ok(Ok(slot)) => {
+                self.circuit_allows(e)?;
+                self.take(e, slot)
+            }
+            _ => {
+                let moving = e.last_completed.is_some_and(|t| t.elapsed() < MOVING);
+                Err(Held::InFlight(self.hold_for(moving)))
+            }
+        }
+    }
+
+    /// How long a caller turned away by the in-flight cap stays away: a
+    /// second if the endpoint is answering, else about half a request
+    /// timeout (its slots are held by requests that will time out).
+    fn hold_for(&self, moving: bool) -> Duration {
+        if moving {
+            IN_FLIGHT_RETRY
+        } else {
+            (self.settings.request_timeout / 2).clamp(IN_FLIGHT_RETRY, Duration::from_secs(5))
+        }
+    }
+
+    fn entry<'m>(
+        &self,
+        map: &'m mut HashMap<String, Endpoint>,
+        endpoint: &str,
+        per_sec: u32,
+    ) -> &'m mut Endpoint {
+        let now = Instant::now();
         if map.len() >= EVICT_CHECK_EVERY && map.len() % EVICT_CHECK_EVERY == 0 {
             map.retain(|_, e| {
-                now.duration_since(e.last_used) < IDLE_EVICT || e.open_until.is_some()
+                now.duration_since(e.last_used) < IDLE_EVICT
+                    || e.open_until.is_some()
+                    || e.waiters > 0
             });
         }
         let e = map
@@ -104,8 +174,13 @@ impl EndpointGovernor {
             e.per_sec = per_sec;
             e.limiter = Arc::new(limiter(per_sec, self.settings.burst));
         }
-        // Circuit: open → hold until the cooldown ends; then one probe.
+        e
+    }
+
+    /// Circuit: open → hold until the cooldown ends; then one probe at a time.
+    fn circuit_allows(&self, e: &Endpoint) -> Result<(), Held> {
         if let Some(until) = e.open_until {
+            let now = Instant::now();
             if now < until {
                 return Err(Held::CircuitOpen(until - now));
             }
@@ -115,11 +190,11 @@ impl EndpointGovernor {
                 ));
             }
         }
-        let slot = e
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Held::InFlight(IN_FLIGHT_RETRY))?;
+        Ok(())
+    }
+
+    /// With an in-flight slot in hand: the rate limit, then the pass.
+    fn take(&self, e: &mut Endpoint, slot: OwnedSemaphorePermit) -> Result<Pass, Held> {
         if let Err(not_until) = e.limiter.check() {
             return Err(Held::RateLimited(
                 not_until.wait_time_from(self.clock.now()),
@@ -138,6 +213,7 @@ impl EndpointGovernor {
         let Some(e) = map.get_mut(endpoint) else {
             return;
         };
+        e.last_completed = Some(now);
         if success {
             e.consecutive_failures = 0;
             e.open_until = None;
@@ -175,6 +251,8 @@ impl EndpointGovernor {
             consecutive_failures: 0,
             open_until: None,
             probing: false,
+            waiters: 0,
+            last_completed: None,
             last_used: now,
         }
     }
@@ -195,21 +273,24 @@ mod tests {
             rate_per_sec: 10,
             burst: 3,
             max_in_flight: 2,
+            max_waiters: 2,
+            request_timeout: Duration::from_secs(2),
             failure_threshold: 3,
             cooldown: Duration::from_millis(200),
         }
     }
 
-    #[test]
-    fn rate_limit_burst_then_wait_per_endpoint() {
+    #[tokio::test]
+    async fn rate_limit_burst_then_wait_per_endpoint() {
         let g = EndpointGovernor::new(GovernorSettings {
             max_in_flight: 100,
             ..settings()
         });
-        let passes: Vec<Pass> = (0..3)
-            .map(|_| g.admit("https://a:443/", None).unwrap())
-            .collect();
-        match g.admit("https://a:443/", None) {
+        let mut passes = Vec::new();
+        for _ in 0..3 {
+            passes.push(g.admit("https://a:443/", None).await.unwrap());
+        }
+        match g.admit("https://a:443/", None).await {
             Err(Held::RateLimited(w)) => assert!(
                 w > Duration::ZERO && w <= Duration::from_millis(100),
                 "{w:?}"
@@ -217,28 +298,52 @@ mod tests {
             other => panic!("expected a rate-limit hold, got {other:?}"),
         }
         assert!(
-            g.admit("https://b:443/", None).is_ok(),
+            g.admit("https://b:443/", None).await.is_ok(),
             "another endpoint has its own bucket"
         );
         drop(passes);
     }
 
-    #[test]
-    fn in_flight_cap_holds_until_a_pass_is_dropped() {
-        let g = EndpointGovernor::new(GovernorSettings {
+    #[tokio::test]
+    async fn in_flight_cap_queues_up_to_the_cap_then_holds() {
+        let g = Arc::new(EndpointGovernor::new(GovernorSettings {
             rate_per_sec: 1000,
             burst: 1000,
             ..settings()
-        });
-        let a = g.admit("e", None).unwrap();
-        let _b = g.admit("e", None).unwrap();
-        assert!(matches!(g.admit("e", None), Err(Held::InFlight(_))));
+        }));
+        let a = g.admit("e", None).await.unwrap();
+        let _b = g.admit("e", None).await.unwrap();
+        // A third caller queues and gets the slot `a` frees.
+        let g2 = g.clone();
+        let waiter = tokio::spawn(async move { g2.admit("e", None).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(a);
-        assert!(g.admit("e", None).is_ok());
+        assert!(waiter.await.unwrap().is_ok());
+        // Cap held (2) and two callers queued (2): the next is held at once.
+        let _c = g.admit("e", None).await.unwrap();
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let g = g.clone();
+                tokio::spawn(async move { g.admit("e", None).await.map(|_| ()) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = Instant::now();
+        assert!(matches!(g.admit("e", None).await, Err(Held::InFlight(_))));
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "held at once, not queued"
+        );
+        for q in queued {
+            assert!(
+                matches!(q.await.unwrap(), Err(Held::InFlight(_))),
+                "queued callers give up after the wait"
+            );
+        }
     }
 
-    #[test]
-    fn circuit_opens_after_threshold_then_one_probe_decides() {
+    #[tokio::test]
+    async fn circuit_opens_after_threshold_then_one_probe_decides() {
         let g = EndpointGovernor::new(GovernorSettings {
             rate_per_sec: 1000,
             burst: 1000,
@@ -246,25 +351,31 @@ mod tests {
             ..settings()
         });
         for _ in 0..3 {
-            drop(g.admit("e", None).unwrap());
+            drop(g.admit("e", None).await.unwrap());
             g.record("e", false);
         }
         assert_eq!(g.circuit("e"), CircuitState::Open);
-        assert!(matches!(g.admit("e", None), Err(Held::CircuitOpen(_))));
-        std::thread::sleep(Duration::from_millis(250));
+        assert!(matches!(
+            g.admit("e", None).await,
+            Err(Held::CircuitOpen(_))
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(g.circuit("e"), CircuitState::HalfOpen);
-        let probe = g.admit("e", None).expect("one probe after the cooldown");
+        let probe = g
+            .admit("e", None)
+            .await
+            .expect("one probe after the cooldown");
         assert!(
-            matches!(g.admit("e", None), Err(Held::CircuitOpen(_))),
+            matches!(g.admit("e", None).await, Err(Held::CircuitOpen(_))),
             "only one probe at a time"
         );
         drop(probe);
         g.record("e", false);
         assert_eq!(g.circuit("e"), CircuitState::Open, "a failed probe reopens");
-        std::thread::sleep(Duration::from_millis(250));
-        drop(g.admit("e", None).unwrap());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        drop(g.admit("e", None).await.unwrap());
         g.record("e", true);
         assert_eq!(g.circuit("e"), CircuitState::Closed, "a good probe closes");
-        assert!(g.admit("e", None).is_ok());
+        assert!(g.admit("e", None).await.is_ok());
     }
 }

@@ -75,6 +75,8 @@ impl Sender {
                 rate_per_sec: d.rate_limit_per_sec,
                 burst: d.rate_limit_burst,
                 max_in_flight: d.max_in_flight_per_endpoint,
+                max_waiters: d.concurrency,
+                request_timeout: d.timeout.0,
                 failure_threshold: cfg.circuit.failure_threshold,
                 cooldown: cfg.circuit.cooldown.0,
             }),
@@ -140,7 +142,7 @@ impl Sender {
         let endpoint = target::endpoint_key(&url);
         let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
         let pass = loop {
-            match self.governor.admit(&endpoint, per_sec) {
+            match self.governor.admit(&endpoint, per_sec).await {
                 Ok(pass) => break pass,
                 Err(Held::RateLimited(wait)) if wait <= MAX_INLINE_LIMITER_WAIT => {
                     tokio::time::sleep(wait).await
