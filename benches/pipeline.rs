@@ -201,14 +201,6 @@ async fn healthy_drain(
         ),
         None => None,
     };
-    for _ in 0..n {
-        if let Some(s) = &stuck {
-            merchants::send_test(store, &s.merchant.id).await.unwrap();
-        }
-        merchants::send_test(store, &healthy.merchant.id)
-            .await
-            .unwrap();
-    }
     let target = n as i64;
     let id = healthy.merchant.id.clone();
     let done = || async {
@@ -229,6 +221,13 @@ async fn healthy_drain(
         },
     )
     .unwrap();
+    // The black hole's backlog arrives first and the endpoint has gone dark
+    // for a while (steady state); then the healthy events arrive.
+    if let Some(s) = &stuck {
+        emit_tests(store, &s.merchant.id, n).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    emit_tests(store, &healthy.merchant.id, n).await;
     let t = Instant::now();
     while done().await < target {
         assert!(
@@ -240,6 +239,20 @@ async fn healthy_drain(
     let rate = n as f64 / t.elapsed().as_secs_f64();
     pipeline.stop().await.unwrap();
     rate
+}
+
+/// `n` webhook.test events for a merchant, in one transaction.
+async fn emit_tests(store: &Store, merchant_id: &str, n: usize) {
+    let m = payhook::store::merchants::get(store, merchant_id)
+        .await
+        .unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    for _ in 0..n {
+        payhook::store::events::emit_test(&mut tx, &m, payhook::time::now_ms())
+            .await
+            .unwrap();
+    }
+    store.commit(tx, true).await.unwrap();
 }
 
 fn peak_rss_mib() -> f64 {

@@ -77,7 +77,23 @@ struct Endpoint {
     waiters: u32,
     /// When a request to it last finished, whatever its outcome.
     last_completed: Option<Instant>,
+    first_seen: Instant,
+    /// Until when its queued jobs were last parked.
+    parked_until: Option<Instant>,
     last_used: Instant,
+}
+
+impl Endpoint {
+    /// Finished a request within the last second.
+    fn answering(&self) -> bool {
+        self.last_completed.is_some_and(|t| t.elapsed() < MOVING)
+    }
+
+    /// No request finished for over a second (a new endpoint gets a second
+    /// before it can be called stuck).
+    fn stuck(&self) -> bool {
+        !self.answering() && (self.last_completed.is_some() || self.first_seen.elapsed() >= MOVING)
+    }
 }
 
 pub struct EndpointGovernor {
@@ -98,9 +114,10 @@ impl EndpointGovernor {
     /// Admits one request to `endpoint` or says why not and for how long.
     /// `per_sec` overrides the default rate (a merchant's `rate_limit_per_sec`).
     ///
-    /// At the in-flight cap, up to `max_in_flight` callers queue for a slot
-    /// (at most `IN_FLIGHT_WAIT`); further callers are held back at once, so
-    /// a stuck endpoint ties up at most twice its cap of worker slots.
+    /// At the in-flight cap, callers queue for a slot (at most
+    /// `IN_FLIGHT_WAIT`); for a stuck endpoint only `max_in_flight` of them,
+    /// further callers are held back at once, so a stuck endpoint ties up
+    /// at most twice its cap of worker slots.
     pub async fn admit(&self, endpoint: &str, per_sec: Option<u32>) -> Result<Pass, Held> {
         let per_sec = per_sec
             .filter(|r| *r > 0)
@@ -110,11 +127,11 @@ impl EndpointGovernor {
             let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
             let e = self.entry(&mut map, endpoint, per_sec);
             self.circuit_allows(e)?;
-            let moving = e.last_completed.is_some_and(|t| t.elapsed() < MOVING);
-            let max_waiters = if moving {
-                self.settings.max_waiters.max(self.settings.max_in_flight)
-            } else {
+            // Answering (or new): callers may queue; stuck: only its cap's worth.
+            let max_waiters = if e.stuck() {
                 self.settings.max_in_flight
+            } else {
+                self.settings.max_waiters.max(self.settings.max_in_flight)
             };
             match e.slots.clone().try_acquire_owned() {
                 Ok(slot) => return self.take(e, slot),
@@ -122,7 +139,7 @@ impl EndpointGovernor {
                     e.waiters += 1;
                     e.slots.clone()
                 }
-                Err(_) => return Err(Held::InFlight(self.hold_for(moving))),
+                Err(_) => return Err(Held::InFlight(self.hold_for(e))),
             }
         };
         let waited = tokio::time::timeout(IN_FLIGHT_WAIT, slots.acquire_owned()).await;
@@ -134,21 +151,18 @@ impl EndpointGovernor {
                 self.circuit_allows(e)?;
                 self.take(e, slot)
             }
-            _ => {
-                let moving = e.last_completed.is_some_and(|t| t.elapsed() < MOVING);
-                Err(Held::InFlight(self.hold_for(moving)))
-            }
+            _ => Err(Held::InFlight(self.hold_for(e))),
         }
     }
 
     /// How long a caller turned away by the in-flight cap stays away: a
-    /// second if the endpoint is answering, else about half a request
-    /// timeout (its slots are held by requests that will time out).
-    fn hold_for(&self, moving: bool) -> Duration {
-        if moving {
-            IN_FLIGHT_RETRY
-        } else {
+    /// second, or about half a request timeout for a stuck endpoint (its
+    /// slots are held by requests that will time out).
+    fn hold_for(&self, e: &Endpoint) -> Duration {
+        if e.stuck() {
             (self.settings.request_timeout / 2).clamp(IN_FLIGHT_RETRY, Duration::from_secs(5))
+        } else {
+            IN_FLIGHT_RETRY
         }
     }
 
@@ -206,6 +220,23 @@ impl EndpointGovernor {
         Ok(Pass { _slot: slot })
     }
 
+    /// True for the first caller that asks to park `endpoint` for `wait`
+    /// while it is not already parked that long: one bulk park per hold.
+    pub fn claim_park(&self, endpoint: &str, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = map.get_mut(endpoint) else {
+            return false;
+        };
+        if e.parked_until
+            .is_some_and(|p| p + Duration::from_secs(1) >= until)
+        {
+            return false;
+        }
+        e.parked_until = Some(until);
+        true
+    }
+
     /// Records the outcome of an admitted request.
     pub fn record(&self, endpoint: &str, success: bool) {
         let now = Instant::now();
@@ -253,6 +284,8 @@ impl EndpointGovernor {
             probing: false,
             waiters: 0,
             last_completed: None,
+            first_seen: now,
+            parked_until: None,
             last_used: now,
         }
     }

@@ -146,6 +146,23 @@ pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppRes
     Ok(())
 }
 
+/// Holds every waiting job of `endpoint`'s pending deliveries until
+/// `until_ms` (never brings one earlier).
+pub async fn park_endpoint(tx: &mut Tx, endpoint: &str, until_ms: i64) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE Jobs SET run_at = MAX(run_at, $2) WHERE status = 'Pending' AND job_type IN ($3, $4) \
+         AND CAST(job AS TEXT) ->> 'delivery_id' IN \
+         (SELECT id FROM deliveries WHERE endpoint = $1 AND status = 'pending')",
+    )
+    .bind(endpoint)
+    .bind((until_ms.max(0) as u64).div_ceil(1000) as i64)
+    .bind(Lane::First.queue())
+    .bind(Lane::Retry.queue())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Makes the queued jobs of a merchant's pending deliveries due now (after
 /// `merchant enable`, so they do not wait out their deferral).
 pub async fn make_due_for_merchant(tx: &mut Tx, merchant_id: &str) -> AppResult<()> {

@@ -25,6 +25,8 @@ pub const USER_AGENT: &str = concat!("payhook/", env!("CARGO_PKG_VERSION"));
 /// How long a handler may wait in-process for the rate limiter before it
 /// hands the job back to the queue instead (freeing its slot).
 const MAX_INLINE_LIMITER_WAIT: Duration = Duration::from_secs(1);
+/// Holds at least this long also park the endpoint's other queued jobs.
+const PARK_AFTER: Duration = Duration::from_secs(2);
 /// How long deliveries of a disabled merchant wait before they look again.
 const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 
@@ -110,7 +112,7 @@ impl Sender {
             return Ok(());
         }
         if ctx.merchant_status != "active" {
-            return self.defer(&job, &job_id, DISABLED_RECHECK).await;
+            return self.defer(&job, &job_id, DISABLED_RECHECK, None).await;
         }
 
         let started_at = now_ms();
@@ -152,8 +154,12 @@ impl Sender {
                 // is held while waiting.
                 Err(held) => {
                     tracing::debug!(?held, "held back; deferred");
-                    let jitter = Duration::from_millis(rand::random_range(0..250));
-                    return self.defer(&job, &job_id, held.wait() + jitter).await;
+                    let wait = held.wait() + Duration::from_millis(rand::random_range(0..250));
+                    // A long hold (open circuit, stuck endpoint) parks the
+                    // endpoint's other queued jobs too, once per hold.
+                    let park = (wait >= PARK_AFTER && self.governor.claim_park(&endpoint, wait))
+                        .then(|| endpoint.clone());
+                    return self.defer(&job, &job_id, wait, park).await;
                 }
             }
         };
@@ -243,6 +249,7 @@ impl Sender {
         job: &DeliveryJob,
         job_id: &Option<String>,
         wait: Duration,
+        park: Option<String>,
     ) -> AppResult<()> {
         tracing::debug!(
             wait_ms = wait.as_millis() as u64,
@@ -255,6 +262,7 @@ impl Sender {
                     delivery_id: job.delivery_id.clone(),
                     attempt: job.attempt,
                     at_ms: now_ms() + wait.as_millis() as i64,
+                    park,
                 },
             })
             .await

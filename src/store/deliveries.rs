@@ -139,11 +139,16 @@ pub enum Outcome {
         record: AttemptRecord,
         next: Next,
     },
-    /// Not attempted (rate limit, disabled endpoint): run the same attempt later.
+    /// Not attempted (rate limit, open circuit, endpoint at its in-flight
+    /// cap, disabled merchant): run the same attempt later.
     Deferred {
         delivery_id: String,
         attempt: i64,
         at_ms: i64,
+        /// Also hold every other queued job for this endpoint until `at_ms`
+        /// (a stuck endpoint or an open circuit: one statement, instead of
+        /// each of its jobs being fetched and deferred on its own).
+        park: Option<String>,
     },
 }
 
@@ -280,37 +285,60 @@ pub async fn apply_outcomes(
             endpoints::disable(&mut tx, &endpoint, now).await?;
         }
     }
-    for f in batch {
-        let Outcome::Deferred {
-            delivery_id,
-            attempt,
-            at_ms,
-        } = &f.outcome
-        else {
-            continue;
-        };
-        let updated = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'pending' AND attempts = $4 - 1",
+    let deferred: Vec<(&String, i64, i64, &Option<String>)> = batch
+        .iter()
+        .filter_map(|f| match &f.outcome {
+            Outcome::Deferred {
+                delivery_id,
+                attempt,
+                at_ms,
+                park,
+            } => Some((delivery_id, *attempt, *at_ms, park)),
+            Outcome::Attempted { .. } => None,
+        })
+        .collect();
+    if !deferred.is_empty() {
+        let rows: Vec<serde_json::Value> = deferred
+            .iter()
+            .map(|(id, attempt, at, _)| serde_json::json!({"id": id, "attempt": attempt, "at": at}))
+            .collect();
+        let applied: Vec<String> = sqlx::query_scalar(
+            "WITH o AS (SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt, value ->> 'at' AS at \
+             FROM json_each($1)) \
+             UPDATE deliveries SET next_attempt_at = o.at, updated_at = $2 FROM o \
+             WHERE deliveries.id = o.id AND +deliveries.status = 'pending' AND deliveries.attempts = o.attempt - 1 \
+             RETURNING deliveries.id",
         )
-        .bind(delivery_id)
-        .bind(at_ms)
+        .bind(serde_json::Value::Array(rows).to_string())
         .bind(now)
-        .bind(attempt)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        if updated.rows_affected() == 1 {
-            let job = DeliveryJob {
-                delivery_id: delivery_id.clone(),
-                attempt: *attempt,
-            };
-            let lane = if *attempt == 1 {
-                Lane::First
-            } else {
-                Lane::Retry
-            };
-            queue::push(&mut tx, &job, *at_ms, lane).await?;
-            queued = true;
+        let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+        let jobs: Vec<(DeliveryJob, i64, Lane)> = deferred
+            .iter()
+            .filter(|(id, ..)| applied.contains(*id))
+            .map(|(id, attempt, at, _)| {
+                let lane = if *attempt == 1 {
+                    Lane::First
+                } else {
+                    Lane::Retry
+                };
+                (
+                    DeliveryJob {
+                        delivery_id: (*id).clone(),
+                        attempt: *attempt,
+                    },
+                    *at,
+                    lane,
+                )
+            })
+            .collect();
+        queued |= !jobs.is_empty();
+        queue::push_many(&mut tx, &jobs).await?;
+        for (_, _, at, park) in &deferred {
+            if let Some(endpoint) = park {
+                queue::park_endpoint(&mut tx, endpoint, *at).await?;
+            }
         }
     }
     store.commit(tx, queued).await
