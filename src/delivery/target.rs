@@ -242,12 +242,49 @@ mod tests {
             "https://0.0.0.0/",
             "https://[fd00::1]/",
             "https://[fe80::1]/",
+            "https://127.0.0.1./x",  // trailing dot
+            "https://0x7f.1/",       // short hex form
+            "https://017700000001/", // octal
+            "https://[::ffff:10.0.0.1]/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://[::]/",
+            "https://[::1]:8443/",
+            "https://255.255.255.255/",
+            "https://224.0.0.1/",
+            "https://[ff02::1]/",
+            "https://192.0.2.1/", // documentation
+            "https://198.51.100.7/",
+            "https://203.0.113.9/",
+            "https://[2001:db8::1]/",
+            "https://198.18.0.1/", // benchmarking
+            "https://240.0.0.1/",  // reserved
         ] {
             assert!(
                 vet_url("webhook_url", raw, STRICT).is_err(),
                 "{raw} should be refused"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn resolver_refuses_names_that_resolve_to_private_addresses() {
+        use reqwest::dns::Resolve;
+        let strict = VettingResolver { policy: STRICT };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let err = match strict.resolve(name).await {
+            Err(e) => e,
+            Ok(_) => panic!("localhost must be refused"),
+        };
+        assert!(rejection(err.as_ref()).is_some_and(|m| m.contains("not a public address")));
+        let open = VettingResolver {
+            policy: TargetPolicy {
+                allow_http: true,
+                allow_private_targets: true,
+            },
+        };
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let addrs: Vec<_> = open.resolve(name).await.unwrap().collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
     }
 
     #[test]
