@@ -7,13 +7,19 @@ use std::fmt;
 pub enum ErrorKind {
     /// Invalid config file or environment: exit 2.
     Config,
-    /// The user's input is wrong: exit 2, HTTP 422/400.
+    /// The user's input is wrong: exit 2, HTTP 422.
     BadInput,
+    /// The request itself is malformed (not JSON, bad query string): HTTP 400.
+    MalformedRequest,
+    /// Missing or wrong admin token: HTTP 401.
+    Unauthorized,
     /// The named thing does not exist: exit 2, HTTP 404.
     NotFound,
     /// The operation conflicts with the current state: exit 1, HTTP 409.
     Conflict,
-    /// Database, network or other failure: exit 1, HTTP 500/503.
+    /// A dependency is unreachable (database down): exit 1, HTTP 503.
+    Unavailable,
+    /// Database, network or other failure: exit 1, HTTP 500.
     Internal,
 }
 
@@ -48,8 +54,12 @@ impl AppError {
 
     pub fn exit_code(&self) -> i32 {
         match self.kind {
-            ErrorKind::Config | ErrorKind::BadInput | ErrorKind::NotFound => 2,
-            ErrorKind::Conflict | ErrorKind::Internal => 1,
+            ErrorKind::Config
+            | ErrorKind::BadInput
+            | ErrorKind::MalformedRequest
+            | ErrorKind::Unauthorized
+            | ErrorKind::NotFound => 2,
+            ErrorKind::Conflict | ErrorKind::Unavailable | ErrorKind::Internal => 1,
         }
     }
 
@@ -58,6 +68,9 @@ impl AppError {
         match self.kind {
             ErrorKind::Config => "invalid_config",
             ErrorKind::BadInput => "invalid_input",
+            ErrorKind::MalformedRequest => "malformed_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",

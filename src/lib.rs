@@ -4,6 +4,7 @@
 //! (through `store`), `delivery` sends them. `cli` is the shell surface.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod logging;
+pub mod metrics;
 pub mod money;
 pub mod ops;
 pub mod pipeline;

@@ -13,9 +13,13 @@ pub enum Role {
 }
 
 pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
-    if role == Role::Serve {
-        cfg.require_admin_token()?;
-    }
+    let admin = if role == Role::Serve {
+        let token = cfg.require_admin_token()?.to_string();
+        Some((crate::admin::bind(&cfg.admin.listen).await?, token))
+    } else {
+        None
+    };
+    crate::metrics::install();
     let store = super::open(&cfg).await?;
     let parts = Parts {
         scanner: role != Role::Worker,
@@ -24,12 +28,34 @@ pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
     let mut pipeline = Pipeline::start(&store, &cfg, parts)?;
     tracing::info!(?role, database = %crate::store::redact_url(&cfg.database.url), "payhook started");
     let token = pipeline.shutdown_token();
+    let admin = admin.map(|(listener, admin_token)| {
+        let state = crate::admin::AppState {
+            store: store.clone(),
+            cfg: std::sync::Arc::new(cfg.clone()),
+        };
+        let stop = token.clone();
+        tokio::spawn(async move {
+            let r = crate::admin::serve(listener, state, admin_token, stop.clone()).await;
+            // The admin API is part of `serve`: if it fails, the process stops.
+            stop.cancel();
+            r
+        })
+    });
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         token.cancel();
     });
-    let res = pipeline.wait().await;
+    let mut res = pipeline.wait().await;
+    if let Some(h) = admin {
+        pipeline.shutdown_token().cancel();
+        let r = h
+            .await
+            .map_err(|e| crate::error::AppError::internal(format!("admin task failed: {e}")));
+        if res.is_ok() {
+            res = r.and_then(|x| x);
+        }
+    }
     let stopped = pipeline.stop().await;
     store.close().await;
     res.and(stopped)

@@ -1,4 +1,5 @@
-//! The dead-letter queue: resubmission of dead deliveries. A resubmission is
+//! The dead-letter queue: resubmission of dead deliveries (and replay of
+//! any event, the same mechanism without a DLQ row). A resubmission is
 //! a new delivery of the same event (same `webhook-id`, same body) to the
 //! event's current target, and marks the DLQ row — once: a second
 //! resubmission of the same row is a conflict.
@@ -31,6 +32,22 @@ async fn resubmit_in(tx: &mut Tx, dlq_id: &str, now: i64) -> AppResult<String> {
             "dead letter {dlq_id} was already resubmitted"
         )));
     }
+    Ok(delivery_id)
+}
+
+/// A new delivery of an existing event to its current target.
+async fn redeliver(tx: &mut Tx, event_id: &str, merchant_id: &str, now: i64) -> AppResult<String> {
+    let url = events::current_target(tx, event_id).await?;
+    events::insert_delivery(tx, event_id, merchant_id, &url, now).await
+}
+
+/// Replays an event: a new delivery with the same `webhook-id` and body,
+/// whatever happened to earlier ones. Returns the new delivery id.
+pub async fn replay(store: &Store, event_id: &str) -> AppResult<String> {
+    let event = events::get(store, event_id).await?;
+    let mut tx = store.begin_write().await?;
+    let delivery_id = redeliver(&mut tx, &event.id, &event.merchant_id, now_ms()).await?;
+    store.commit(tx, true).await?;
     Ok(delivery_id)
 }
 

@@ -246,6 +246,10 @@ impl EndpointGovernor {
         };
         e.last_completed = Some(now);
         if success {
+            if e.open_until.is_some() {
+                crate::metrics::circuit(origin(endpoint), false);
+                tracing::info!(endpoint, "circuit closed");
+            }
             e.consecutive_failures = 0;
             e.open_until = None;
             e.probing = false;
@@ -259,6 +263,7 @@ impl EndpointGovernor {
                     failures = e.consecutive_failures,
                     "circuit opened"
                 );
+                crate::metrics::circuit(origin(endpoint), true);
             }
             e.open_until = Some(now + self.settings.cooldown);
             e.probing = false;
@@ -288,6 +293,16 @@ impl EndpointGovernor {
             parked_until: None,
             last_used: now,
         }
+    }
+}
+
+/// `scheme://host:port` of an endpoint key: the metrics label (bounded, and
+/// without paths, which may carry tokens).
+fn origin(endpoint: &str) -> &str {
+    let start = endpoint.find("://").map(|i| i + 3).unwrap_or(0);
+    match endpoint[start..].find('/') {
+        Some(i) => &endpoint[..start + i],
+        None => endpoint,
     }
 }
 

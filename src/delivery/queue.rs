@@ -347,6 +347,19 @@ pub async fn prune(store: &Store) -> AppResult<u64> {
     Ok(done.rows_affected())
 }
 
+/// Queue depth: (due now, scheduled for later) unfinished jobs.
+pub async fn depth(store: &Store) -> AppResult<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN run_at <= CAST(strftime('%s', 'now') AS INTEGER) THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN run_at > CAST(strftime('%s', 'now') AS INTEGER) THEN 1 ELSE 0 END), 0) \
+         FROM Jobs WHERE job_type IN ($1, $2) AND status IN ('Pending', 'Failed')",
+    )
+    .bind(Lane::First.queue())
+    .bind(Lane::Retry.queue())
+    .fetch_one(store.pool())
+    .await?)
+}
+
 /// Jobs not yet finished, per lane (for progress and tests).
 pub async fn pending_jobs(store: &Store) -> AppResult<i64> {
     Ok(sqlx::query_scalar(

@@ -119,6 +119,7 @@ impl Sender {
         let url = match target::vet_url("url", &ctx.url, self.policy) {
             Ok(u) => u,
             Err(e) => {
+                crate::metrics::attempt("dead", None, Some("rejected_target"), Duration::ZERO);
                 let record = record(
                     job.attempt,
                     started_at,
@@ -154,6 +155,11 @@ impl Sender {
                 // is held while waiting.
                 Err(held) => {
                     tracing::debug!(?held, "held back; deferred");
+                    crate::metrics::held(match held {
+                        Held::CircuitOpen(_) => "circuit_open",
+                        Held::InFlight(_) => "in_flight",
+                        Held::RateLimited(_) => "rate_limited",
+                    });
                     let wait = held.wait() + Duration::from_millis(rand::random_range(0..250));
                     // A long hold (open circuit, stuck endpoint) parks the
                     // endpoint's other queued jobs too, once per hold.
@@ -174,6 +180,16 @@ impl Sender {
         );
         drop(pass);
         let next = self.decide(job.attempt, &ex);
+        let outcome = match &next {
+            Next::Succeeded => "succeeded",
+            Next::Retry { .. } => "retry",
+            Next::Dead { .. } => "dead",
+        };
+        crate::metrics::attempt(outcome, ex.status, ex.error_kind, clock.elapsed());
+        if next == Next::Succeeded {
+            let since_event = (now_ms() - ctx.event_created_at).max(0) as u64;
+            crate::metrics::delivered(Duration::from_millis(since_event));
+        }
         match &next {
             Next::Succeeded => tracing::debug!(status = ex.status, duration_ms, "delivered"),
             Next::Retry { at_ms } => tracing::info!(

@@ -63,6 +63,108 @@ pub fn target_policy(cfg: &Config) -> TargetPolicy {
 }
 
 pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResult<WithSecret> {
+    let secret = ids::new_secret();
+    let mut m = Merchant {
+        id: ids::new_id(ids::MERCHANT),
+        name: String::new(),
+        webhook_url: String::new(),
+        secret: secret.clone(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        signature_scheme: "standard".into(),
+        signature_header: None,
+        signature_prefix: None,
+        headers: "{}".into(),
+        event_types: None,
+        rate_limit_per_sec: None,
+        status: "active".into(),
+        disabled_reason: None,
+        created_at: now_ms(),
+    };
+    apply(&mut m, input, cfg).await?;
+    merchants::insert(store, &m).await?;
+    Ok(WithSecret {
+        merchant: m,
+        secret,
+    })
+}
+
+/// A partial update (`PATCH`): absent fields stay; `null` clears the
+/// optional ones (`event_types: null` = all events again).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantPatch {
+    pub name: Option<String>,
+    pub webhook_url: Option<String>,
+    pub signature_scheme: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub signature_header: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub signature_prefix: Option<Option<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit_per_sec: Option<Option<i64>>,
+}
+
+/// Tells "field absent" (`None`) from "field null" (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+pub async fn update(
+    store: &Store,
+    cfg: &Config,
+    id: &str,
+    patch: MerchantPatch,
+) -> AppResult<Merchant> {
+    let mut m = merchants::get(store, id).await?;
+    let scheme = patch
+        .signature_scheme
+        .clone()
+        .unwrap_or_else(|| m.signature_scheme.clone());
+    let keep = scheme == m.signature_scheme;
+    let input = NewMerchant {
+        name: patch.name.unwrap_or_else(|| m.name.clone()),
+        webhook_url: patch.webhook_url.unwrap_or_else(|| m.webhook_url.clone()),
+        signature_header: patch.signature_header.unwrap_or_else(|| {
+            if keep {
+                m.signature_header.clone()
+            } else {
+                None
+            }
+        }),
+        signature_prefix: patch.signature_prefix.unwrap_or_else(|| {
+            if keep {
+                m.signature_prefix.clone()
+            } else {
+                None
+            }
+        }),
+        signature_scheme: Some(scheme),
+        headers: match patch.headers {
+            Some(h) => Some(h),
+            None => serde_json::from_str(&m.headers).ok(),
+        },
+        event_types: patch.event_types.unwrap_or_else(|| {
+            m.event_types
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok())
+        }),
+        rate_limit_per_sec: patch.rate_limit_per_sec.unwrap_or(m.rate_limit_per_sec),
+    };
+    apply(&mut m, input, cfg).await?;
+    merchants::update(store, &m).await?;
+    Ok(m)
+}
+
+/// Validates `input` and writes it into `m`; errors name the field.
+async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<()> {
     let name = input.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(AppError::bad_input("name: expected 1 to 200 characters"));
@@ -145,29 +247,15 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
             )));
         }
     }
-    let secret = ids::new_secret();
-    let m = Merchant {
-        id: ids::new_id(ids::MERCHANT),
-        name: name.to_string(),
-        webhook_url: input.webhook_url,
-        secret: secret.clone(),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        signature_scheme: scheme.to_string(),
-        signature_header: header,
-        signature_prefix: prefix,
-        headers: serde_json::Value::Object(headers).to_string(),
-        event_types,
-        rate_limit_per_sec: input.rate_limit_per_sec,
-        status: "active".into(),
-        disabled_reason: None,
-        created_at: now_ms(),
-    };
-    merchants::insert(store, &m).await?;
-    Ok(WithSecret {
-        merchant: m,
-        secret,
-    })
+    m.name = name.to_string();
+    m.webhook_url = input.webhook_url;
+    m.signature_scheme = scheme.to_string();
+    m.signature_header = header;
+    m.signature_prefix = prefix;
+    m.headers = serde_json::Value::Object(headers).to_string();
+    m.event_types = event_types;
+    m.rate_limit_per_sec = input.rate_limit_per_sec;
+    Ok(())
 }
 
 /// New secret; the old one keeps signing (scheme `standard`) for `overlap`.

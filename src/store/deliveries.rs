@@ -65,6 +65,7 @@ pub struct AttemptContext {
     pub url: String,
     pub event_id: String,
     pub payload: String,
+    pub event_created_at: i64,
     pub merchant_id: String,
     pub merchant_status: String,
     pub secret: String,
@@ -94,6 +95,7 @@ pub async fn attempt_contexts(store: &Store, ids: &[String]) -> AppResult<Vec<At
         serde_json::to_string(ids).map_err(|e| AppError::internal(format!("encode ids: {e}")))?;
     Ok(sqlx::query_as::<_, AttemptContext>(
         "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
+         e.created_at AS event_created_at, \
          m.id AS merchant_id, m.status AS merchant_status, m.secret, m.previous_secret, \
          m.previous_secret_expires_at, m.signature_scheme, m.signature_header, m.signature_prefix, \
          m.headers, m.rate_limit_per_sec \

@@ -112,6 +112,29 @@ pub async fn insert(store: &Store, m: &Merchant) -> AppResult<()> {
     Ok(())
 }
 
+/// Writes the editable fields of `m` (not its secrets, status or id).
+pub async fn update(store: &Store, m: &Merchant) -> AppResult<()> {
+    let done = sqlx::query(
+        "UPDATE merchants SET name = $2, webhook_url = $3, signature_scheme = $4, signature_header = $5, \
+         signature_prefix = $6, headers = $7, event_types = $8, rate_limit_per_sec = $9 WHERE id = $1",
+    )
+    .bind(&m.id)
+    .bind(&m.name)
+    .bind(&m.webhook_url)
+    .bind(&m.signature_scheme)
+    .bind(&m.signature_header)
+    .bind(&m.signature_prefix)
+    .bind(&m.headers)
+    .bind(&m.event_types)
+    .bind(m.rate_limit_per_sec)
+    .execute(store.pool())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::not_found("merchant", &m.id));
+    }
+    Ok(())
+}
+
 pub async fn find(store: &Store, id: &str) -> AppResult<Option<Merchant>> {
     Ok(sqlx::query_as::<_, Merchant>(concat!(
         "SELECT ",

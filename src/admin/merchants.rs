@@ -1,0 +1,85 @@
+//! `/v1/merchants…`
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::json::{Body, OptionalBody, Query};
+use super::{ApiError, AppState, Listing, PageQuery};
+use crate::ops::merchants::{self, MerchantPatch, NewMerchant, WithSecret};
+use crate::store::merchants::{self as rows, Merchant};
+
+pub async fn create(
+    State(s): State<AppState>,
+    Body(input): Body<NewMerchant>,
+) -> Result<(StatusCode, Json<WithSecret>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(merchants::create(&s.store, &s.cfg, input).await?),
+    ))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Listing<Merchant>>, ApiError> {
+    let page = q.page()?;
+    let data = rows::list(&s.store, &page).await?;
+    Ok(Json(Listing::new(data, &page, |m| &m.id)))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Merchant>, ApiError> {
+    Ok(Json(rows::get(&s.store, &id).await?))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(patch): Body<MerchantPatch>,
+) -> Result<Json<Merchant>, ApiError> {
+    Ok(Json(merchants::update(&s.store, &s.cfg, &id, patch).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// How long the old secret keeps signing, e.g. "24h" (the default).
+    overlap: Option<String>,
+}
+
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    OptionalBody(r): OptionalBody<Rotate>,
+) -> Result<Json<WithSecret>, ApiError> {
+    let overlap = match r.overlap.as_deref() {
+        None => std::time::Duration::from_secs(24 * 3600),
+        Some(raw) => crate::config::parse_duration(raw)
+            .map_err(|e| crate::error::AppError::bad_input(format!("overlap: {e}")))?,
+    };
+    Ok(Json(
+        merchants::rotate_secret(&s.store, &id, overlap).await?,
+    ))
+}
+
+pub async fn test(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (event_id, delivery_id) = merchants::send_test(&s.store, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"event_id": event_id, "delivery_id": delivery_id})),
+    ))
+}
+
+pub async fn enable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Merchant>, ApiError> {
+    Ok(Json(merchants::enable(&s.store, &id).await?))
+}

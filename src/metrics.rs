@@ -1,0 +1,99 @@
+//! Prometheus metrics. Counters and histograms are recorded where things
+//! happen (the sender); gauges that describe stored state (queue depth, DLQ
+//! size, deliveries by status) are read from the database at scrape time.
+//! Label sets are bounded: outcome, status class, lane, reason; endpoints
+//! appear only as scheme://host:port (never paths or query strings).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::{AppError, AppResult};
+use crate::store::Store;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls are no-ops).
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            3600.0,
+        ];
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .ok()
+            .and_then(|b| b.install_recorder().ok())
+    });
+}
+
+/// One attempt: its outcome (`succeeded`, `retry`, `dead`), status class
+/// (`2xx`…`5xx`, or the error kind) and duration.
+pub fn attempt(
+    outcome: &'static str,
+    status: Option<u16>,
+    error_kind: Option<&'static str>,
+    took: Duration,
+) {
+    let class = match (status, error_kind) {
+        (Some(s), _) => match s / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            5 => "5xx",
+            _ => "other",
+        },
+        (None, Some(kind)) => kind,
+        (None, None) => "none",
+    };
+    metrics::counter!("payhook_attempts_total", "outcome" => outcome, "status_class" => class)
+        .increment(1);
+    metrics::histogram!("payhook_attempt_duration_seconds").record(took.as_secs_f64());
+}
+
+/// Event created → 2xx received.
+pub fn delivered(latency: Duration) {
+    metrics::histogram!("payhook_delivery_latency_seconds").record(latency.as_secs_f64());
+}
+
+/// A job held back without an attempt (circuit, in-flight cap, rate limit).
+pub fn held(why: &'static str) {
+    metrics::counter!("payhook_held_total", "reason" => why).increment(1);
+}
+
+/// Circuit state of an endpoint's origin (1 open, 0 closed).
+pub fn circuit(origin: &str, open: bool) {
+    metrics::gauge!("payhook_circuit_open", "endpoint" => origin.to_string()).set(if open {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// The text exposition: recorded metrics plus gauges read from the store.
+pub async fn render(store: &Store) -> AppResult<String> {
+    install();
+    let mut out = HANDLE
+        .get()
+        .and_then(|h| h.as_ref())
+        .map(|h| h.render())
+        .unwrap_or_default();
+    let (pending, succeeded, dead) = crate::store::deliveries::count_by_status(store).await?;
+    let (due, scheduled) = crate::delivery::queue::depth(store).await?;
+    let dlq: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE resubmitted_at IS NULL")
+            .fetch_one(store.pool())
+            .await
+            .map_err(AppError::from)?;
+    out.push_str(&format!(
+        "# HELP payhook_deliveries Deliveries by status.\n# TYPE payhook_deliveries gauge\n\
+         payhook_deliveries{{status=\"pending\"}} {pending}\npayhook_deliveries{{status=\"succeeded\"}} {succeeded}\n\
+         payhook_deliveries{{status=\"dead\"}} {dead}\n\
+         # HELP payhook_queue_depth Queued attempts: due now, or scheduled for later.\n# TYPE payhook_queue_depth gauge\n\
+         payhook_queue_depth{{state=\"due\"}} {due}\npayhook_queue_depth{{state=\"scheduled\"}} {scheduled}\n\
+         # HELP payhook_dead_letters Dead letters not yet resubmitted.\n# TYPE payhook_dead_letters gauge\n\
+         payhook_dead_letters {dlq}\n"
+    ));
+    Ok(out)
+}
