@@ -1,0 +1,556 @@
+//! The admin API over real HTTP: every route's happy path, auth, unknown
+//! ids, bad bodies (including a fuzz loop of malformed JSON: never a 5xx),
+//! metrics that move as deliveries happen.
+
+use std::time::Duration;
+
+use payhook::admin::{self, AppState};
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{wait_for, Env, Receiver};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Api {
+    async fn start(env: &Env) -> Api {
+        let listener = admin::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState {
+            store: env.store.clone(),
+            cfg: std::sync::Arc::new(env.cfg.clone()),
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(admin::serve(listener, state, TOKEN.into(), stop.clone()));
+        Api {
+            base,
+            client: reqwest::Client::new(),
+            stop,
+        }
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        self.call_with(method, path, body.as_deref(), Some(TOKEN))
+            .await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_works_end_to_end() {
+    let env = Env::with(|c| c.retry.max_attempts = 1).await;
+    let api = Api::start(&env).await;
+    let rx = Receiver::start().await;
+    rx.script("/fails", vec![500.into()]);
+    let pipeline = env.start();
+
+    assert_eq!(
+        api.call_with(Method::GET, "/healthz", None, None).await.0,
+        200
+    );
+    assert_eq!(api.get("/readyz").await.0, 200);
+
+    // Merchants.
+    let (st, m) = api
+        .post(
+            "/v1/merchants",
+            json!({"name": "Shop", "webhook_url": rx.url("/hook")}),
+        )
+        .await;
+    assert_eq!(st, 201, "{m}");
+    let mid = m["id"].as_str().unwrap().to_string();
+    assert!(m["secret"].as_str().unwrap().starts_with("whsec_"));
+    let (st, _) = api.post("/v1/merchants", json!({"name": "Other", "webhook_url": rx.url("/fails"), "event_types": ["payment.confirmed"]})).await;
+    assert_eq!(st, 201);
+    let (st, page1) = api.get("/v1/merchants?limit=1").await;
+    assert_eq!(st, 200);
+    assert_eq!(page1["data"].as_array().unwrap().len(), 1);
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (_, page2) = api
+        .get(&format!("/v1/merchants?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(page2["data"].as_array().unwrap().len(), 1);
+    assert_ne!(page1["data"][0]["id"], page2["data"][0]["id"]);
+    let (st, shown) = api.get(&format!("/v1/merchants/{mid}")).await;
+    assert_eq!(st, 200);
+    assert!(
+        shown.get("secret").is_none(),
+        "secret is shown only on create and rotate"
+    );
+    let (st, patched) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/merchants/{mid}"),
+            Some(json!({"name": "Shop 2", "rate_limit_per_sec": 50})),
+        )
+        .await;
+    assert_eq!((st, patched["name"].as_str()), (200, Some("Shop 2")));
+    assert_eq!(patched["rate_limit_per_sec"], 50);
+    let (st, rotated) = api
+        .post(
+            &format!("/v1/merchants/{mid}/rotate-secret"),
+            json!({"overlap": "1h"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{rotated}");
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    let secret = rotated["secret"].as_str().unwrap().to_string();
+    let (st, t) = api
+        .post(&format!("/v1/merchants/{mid}/test"), json!({}))
+        .await;
+    assert_eq!(st, 202);
+    let test_event = t["event_id"].as_str().unwrap().to_string();
+    let (st, _) = api
+        .post(&format!("/v1/merchants/{mid}/enable"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+
+    // Payments, chains, scans.
+    let (st, p) = api
+        .post("/v1/payments", json!({"merchant_id": mid, "reference": "ORD-1", "chain": "ethereum", "token": "USDT", "address": "0xabc", "expected_amount": "10.50"}))
+        .await;
+    assert_eq!(st, 201, "{p}");
+    let pid = p["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.post("/v1/chains/ethereum/head", json!({"height": 100}))
+            .await
+            .0,
+        200
+    );
+    let (st, d) = api
+        .post(
+            &format!("/v1/payments/{pid}/detections"),
+            json!({"tx_hash": "0xfeed", "amount": "10.50", "block_number": 100}),
+        )
+        .await;
+    assert_eq!((st, d["status"].as_str()), (200, Some("detected")));
+    assert_eq!(
+        api.post("/v1/chains/ethereum/head", json!({"height": 111}))
+            .await
+            .0,
+        200
+    );
+    let (st, chains) = api.get("/v1/chains").await;
+    assert_eq!((st, chains["data"][0]["head"].as_i64()), (200, Some(111)));
+    let (st, scan) = api.post("/v1/scans", json!({})).await;
+    assert_eq!((st, scan["confirmed"].as_i64()), (200, Some(1)));
+    let (st, shown) = api.get(&format!("/v1/payments/{pid}")).await;
+    assert_eq!((st, shown["status"].as_str()), (200, Some("confirmed")));
+    assert_eq!(shown["events"].as_array().unwrap().len(), 2);
+
+    // Events: show and replay (same webhook-id delivered again).
+    wait_for(Duration::from_secs(15), "three deliveries", || {
+        let rx = rx.clone();
+        async move { (rx.hits("/hook").len() >= 3).then_some(()) }
+    })
+    .await;
+    let (st, ev) = api.get(&format!("/v1/events/{test_event}")).await;
+    assert_eq!((st, ev["type"].as_str()), (200, Some("webhook.test")));
+    assert_eq!(ev["payload"]["id"], test_event.as_str());
+    let (st, rep) = api
+        .post(&format!("/v1/events/{test_event}/replay"), json!({}))
+        .await;
+    assert_eq!(st, 202, "{rep}");
+    wait_for(Duration::from_secs(15), "the replay", || {
+        let rx = rx.clone();
+        let id = test_event.clone();
+        async move {
+            (rx.hits("/hook")
+                .iter()
+                .filter(|h| h.header("webhook-id") == id)
+                .count()
+                == 2)
+                .then_some(())
+        }
+    })
+    .await;
+    let replayed = rx
+        .hits("/hook")
+        .into_iter()
+        .filter(|h| h.header("webhook-id") == test_event)
+        .last()
+        .unwrap();
+    standardwebhooks::Webhook::new(&secret)
+        .unwrap()
+        .verify(&replayed.body, &replayed.headers)
+        .unwrap();
+
+    // Deliveries.
+    let (st, list) = api
+        .get(&format!(
+            "/v1/deliveries?status=succeeded&merchant_id={mid}"
+        ))
+        .await;
+    assert_eq!(st, 200);
+    assert!(list["data"].as_array().unwrap().len() >= 4);
+    let did = list["data"][0]["id"].as_str().unwrap().to_string();
+    let (st, one) = api.get(&format!("/v1/deliveries/{did}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(one["delivery_attempts"][0]["status_code"], 200);
+
+    // Dead letters: the failing merchant's confirmed event... make one.
+    let (_, other) = api.get("/v1/merchants?limit=10").await;
+    let failing = other["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Other")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        api.post(&format!("/v1/merchants/{failing}/test"), json!({}))
+            .await;
+    }
+    wait_for(Duration::from_secs(15), "two dead letters", || async {
+        (env.count("SELECT COUNT(*) FROM dead_letters").await == 2).then_some(())
+    })
+    .await;
+    rx.script("/fails", vec![200.into()]);
+    let (st, dl) = api
+        .get(&format!(
+            "/v1/dead-letters?merchant_id={failing}&reason=exhausted"
+        ))
+        .await;
+    assert_eq!(st, 200);
+    let rows = dl["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let dlq_id = rows[0]["id"].as_str().unwrap().to_string();
+    let (st, r) = api
+        .post(&format!("/v1/dead-letters/{dlq_id}/resubmit"), json!({}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert!(r["resubmitted_delivery_id"].is_string());
+    let (st, again) = api
+        .post(&format!("/v1/dead-letters/{dlq_id}/resubmit"), json!({}))
+        .await;
+    assert_eq!((st, error_code(&again)), (409, "conflict"));
+    let (st, bulk) = api
+        .post("/v1/dead-letters/resubmit", json!({"merchant_id": failing}))
+        .await;
+    assert_eq!((st, bulk["count"].as_i64()), (200, Some(1)));
+    wait_for(Duration::from_secs(15), "resubmitted deliveries", || {
+        let rx = rx.clone();
+        async move { (rx.hits("/fails").len() >= 4).then_some(()) }
+    })
+    .await;
+    let since = api
+        .get("/v1/dead-letters?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(since.1["data"].as_array().unwrap().len(), 2);
+
+    // Metrics moved.
+    let (st, _) = api.get("/metrics").await;
+    assert_eq!(st, 200);
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("payhook_attempts_total{outcome=\"succeeded\",status_class=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(text.contains("payhook_attempts_total{outcome=\"dead\",status_class=\"5xx\"}"));
+    assert!(text.contains("payhook_delivery_latency_seconds_bucket"));
+    assert!(
+        text.contains("payhook_dead_letters 0"),
+        "both dead letters were resubmitted"
+    );
+    pipeline.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn auth_is_required_everywhere_but_healthz() {
+    let env = Env::new().await;
+    let api = Api::start(&env).await;
+    let routes: [(Method, &str); 20] = [
+        (Method::GET, "/readyz"),
+        (Method::GET, "/metrics"),
+        (Method::POST, "/v1/merchants"),
+        (Method::GET, "/v1/merchants"),
+        (Method::GET, "/v1/merchants/mer_x"),
+        (Method::PATCH, "/v1/merchants/mer_x"),
+        (Method::POST, "/v1/merchants/mer_x/rotate-secret"),
+        (Method::POST, "/v1/merchants/mer_x/test"),
+        (Method::POST, "/v1/merchants/mer_x/enable"),
+        (Method::POST, "/v1/payments"),
+        (Method::GET, "/v1/payments/pay_x"),
+        (Method::POST, "/v1/payments/pay_x/detections"),
+        (Method::POST, "/v1/chains/ethereum/head"),
+        (Method::GET, "/v1/chains"),
+        (Method::POST, "/v1/scans"),
+        (Method::GET, "/v1/events/evt_x"),
+        (Method::POST, "/v1/events/evt_x/replay"),
+        (Method::GET, "/v1/deliveries"),
+        (Method::GET, "/v1/dead-letters"),
+        (Method::POST, "/v1/dead-letters/resubmit"),
+    ];
+    for (m, path) in routes {
+        let (st, body) = api.call_with(m.clone(), path, Some("{}"), None).await;
+        assert_eq!((st, error_code(&body)), (401, "unauthorized"), "{m} {path}");
+        let (st, _) = api
+            .call_with(m.clone(), path, Some("{}"), Some("wrong-token-wrong-token"))
+            .await;
+        assert_eq!(st, 401, "{m} {path}");
+    }
+    assert_eq!(
+        api.call_with(Method::GET, "/healthz", None, None).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404() {
+    let env = Env::new().await;
+    let api = Api::start(&env).await;
+    for (m, path, body) in [
+        (Method::GET, "/v1/merchants/mer_nope", None),
+        (
+            Method::PATCH,
+            "/v1/merchants/mer_nope",
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::POST,
+            "/v1/merchants/mer_nope/rotate-secret",
+            Some(json!({})),
+        ),
+        (Method::POST, "/v1/merchants/mer_nope/test", Some(json!({}))),
+        (
+            Method::POST,
+            "/v1/merchants/mer_nope/enable",
+            Some(json!({})),
+        ),
+        (Method::GET, "/v1/payments/pay_nope", None),
+        (
+            Method::POST,
+            "/v1/payments/pay_nope/detections",
+            Some(json!({"tx_hash": "0x1", "amount": "1", "block_number": 1})),
+        ),
+        (Method::GET, "/v1/events/evt_nope", None),
+        (Method::POST, "/v1/events/evt_nope/replay", Some(json!({}))),
+        (Method::GET, "/v1/deliveries/dlv_nope", None),
+        (
+            Method::POST,
+            "/v1/dead-letters/dlq_nope/resubmit",
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/payments",
+            Some(
+                json!({"merchant_id": "mer_nope", "reference": "r", "chain": "ethereum", "address": "a", "expected_amount": "1"}),
+            ),
+        ),
+    ] {
+        let (st, b) = api.call(m.clone(), path, body).await;
+        assert_eq!((st, error_code(&b)), (404, "not_found"), "{m} {path}: {b}");
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_name_the_field_and_never_500() {
+    let env = Env::new().await;
+    let api = Api::start(&env).await;
+    let (_, m) = api
+        .post(
+            "/v1/merchants",
+            json!({"name": "S", "webhook_url": "http://127.0.0.1:9/x"}),
+        )
+        .await;
+    let mid = m["id"].as_str().unwrap().to_string();
+    let cases = [
+        (
+            "/v1/merchants",
+            json!({"name": "S", "webhook_url": "ftp://x"}),
+            422,
+            "webhook_url",
+        ),
+        ("/v1/merchants", json!({"name": "S"}), 422, "webhook_url"),
+        (
+            "/v1/merchants",
+            json!({"name": "S", "webhook_url": "http://127.0.0.1:9/", "signature_scheme": "md5"}),
+            422,
+            "signature_scheme",
+        ),
+        (
+            "/v1/merchants",
+            json!({"name": "S", "webhook_url": "http://127.0.0.1:9/", "bogus": 1}),
+            422,
+            "bogus",
+        ),
+        (
+            "/v1/merchants",
+            json!({"name": "S", "webhook_url": "http://127.0.0.1:9/", "rate_limit_per_sec": -3}),
+            422,
+            "rate_limit_per_sec",
+        ),
+        (
+            "/v1/payments",
+            json!({"merchant_id": mid, "reference": "r", "chain": "ethereum", "address": "a", "expected_amount": "1e9"}),
+            422,
+            "expected_amount",
+        ),
+        (
+            "/v1/payments",
+            json!({"merchant_id": mid, "reference": "r", "chain": "ethereum", "address": "a", "expected_amount": 10.5}),
+            422,
+            "expected_amount",
+        ),
+        (
+            "/v1/payments",
+            json!({"merchant_id": mid, "reference": "r", "chain": "doge", "address": "a", "expected_amount": "1"}),
+            422,
+            "chain",
+        ),
+        (
+            "/v1/chains/ethereum/head",
+            json!({"height": -1}),
+            422,
+            "height",
+        ),
+        (
+            "/v1/chains/ethereum/head",
+            json!({"height": "tall"}),
+            422,
+            "height",
+        ),
+        (
+            "/v1/chains/nochain/head",
+            json!({"height": 5}),
+            422,
+            "chain",
+        ),
+        (
+            "/v1/dead-letters/resubmit",
+            json!({"reason": "bored"}),
+            422,
+            "reason",
+        ),
+        (
+            "/v1/dead-letters/resubmit",
+            json!({"since": "yesterday"}),
+            422,
+            "since",
+        ),
+    ];
+    for (path, body, status, field) in cases {
+        let (st, b) = api.post(path, body.clone()).await;
+        assert_eq!(st, status, "{path} {body}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap_or("").contains(field),
+            "{path} {body}: {b}"
+        );
+    }
+    let (st, b) = api
+        .post(
+            &format!("/v1/merchants/{mid}/rotate-secret"),
+            json!({"overlap": "forever"}),
+        )
+        .await;
+    assert_eq!(st, 422, "{b}");
+    let (st, _) = api.get("/v1/deliveries?status=lost").await;
+    assert_eq!(st, 422);
+    let (st, _) = api.get("/v1/deliveries?limit=abc").await;
+    assert_eq!(st, 400);
+
+    // A fuzz loop: malformed JSON and random values on every POST route.
+    let posts = [
+        "/v1/merchants".to_string(),
+        "/v1/payments".to_string(),
+        format!("/v1/merchants/{mid}/rotate-secret"),
+        format!("/v1/merchants/{mid}"),
+        "/v1/chains/ethereum/head".to_string(),
+        "/v1/dead-letters/resubmit".to_string(),
+        "/v1/payments/pay_x/detections".to_string(),
+    ];
+    let samples = [
+        "", "{", "}", "[]", "null", "true", "1e999", "\"x\"", "{\"name\":}", "{\"name\":null}", "{\"height\":1e400}",
+        "{\"height\":18446744073709551616}", "{\"expected_amount\":\"99999999999999999999999999999999999999999999999999999999999999999999999999999999999\"}",
+        "{\"webhook_url\":\"http://[::1\"}", "\u{0}\u{1}", "{\"a\":{\"b\":{\"c\":[[[[[[[]]]]]]]}}}",
+    ];
+    let mut rng = rand::rng();
+    for i in 0..300 {
+        let path = &posts[i % posts.len()];
+        let body: String = if i < samples.len() * 3 {
+            samples[i % samples.len()].to_string()
+        } else {
+            let len = rng.random_range(0..64);
+            (0..len)
+                .map(|_| rng.random_range(0x20u8..0x7f) as char)
+                .collect()
+        };
+        let method = if path.starts_with("/v1/merchants/mer_") && !path.ends_with("rotate-secret") {
+            Method::PATCH
+        } else {
+            Method::POST
+        };
+        let (st, b) = api.call_with(method, path, Some(&body), Some(TOKEN)).await;
+        assert!(st < 500, "{path} with {body:?} gave {st}: {b}");
+        if st >= 400 {
+            assert!(b["error"]["code"].is_string(), "{path} {body:?}: {b}");
+        }
+    }
+}
