@@ -12,6 +12,7 @@ mod events;
 mod health;
 mod json;
 mod merchants;
+pub mod openapi;
 mod payments;
 
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, token: &str) -> Router {
     let api = Router::new()
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .route(
             "/v1/merchants",
             post(merchants::create).get(merchants::list),

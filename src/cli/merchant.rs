@@ -47,6 +47,28 @@ pub enum MerchantCmd {
     },
     /// Show one merchant (never its secret).
     Show { id: String },
+    /// Change a merchant's settings (only the flags given).
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "webhook-url", alias = "url")]
+        webhook_url: Option<String>,
+        #[arg(long = "signature-scheme", alias = "scheme")]
+        signature_scheme: Option<String>,
+        #[arg(long = "signature-header")]
+        signature_header: Option<String>,
+        #[arg(long = "signature-prefix")]
+        signature_prefix: Option<String>,
+        /// Replace the extra headers ("Name: value", repeatable).
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// Subscribe only to these event types ("all" for every type).
+        #[arg(long = "event-type", value_delimiter = ',')]
+        event_types: Vec<String>,
+        #[arg(long = "rate-limit-per-sec")]
+        rate_limit_per_sec: Option<i64>,
+    },
     /// Issue a new secret; the old one keeps signing during the overlap.
     RotateSecret {
         id: String,
@@ -123,6 +145,42 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
         }
         MerchantCmd::Show { id } => {
             let m = store::merchants::get(store, &id).await?;
+            if json {
+                output::json(&m);
+            } else {
+                output::record(&m);
+            }
+        }
+        MerchantCmd::Update {
+            id,
+            name,
+            webhook_url,
+            signature_scheme,
+            signature_header,
+            signature_prefix,
+            headers,
+            event_types,
+            rate_limit_per_sec,
+        } => {
+            let headers: BTreeMap<String, String> = headers
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<AppResult<_>>()?;
+            let patch = merchants::MerchantPatch {
+                name,
+                webhook_url,
+                signature_scheme,
+                signature_header: signature_header.map(Some),
+                signature_prefix: signature_prefix.map(Some),
+                headers: (!headers.is_empty()).then_some(headers),
+                event_types: match event_types.as_slice() {
+                    [] => None,
+                    [all] if all == "all" => Some(None),
+                    list => Some(Some(list.to_vec())),
+                },
+                rate_limit_per_sec: rate_limit_per_sec.map(Some),
+            };
+            let m = merchants::update(store, cfg, &id, patch).await?;
             if json {
                 output::json(&m);
             } else {

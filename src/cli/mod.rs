@@ -4,6 +4,7 @@
 
 mod deliveries;
 mod dlq;
+mod event;
 mod init;
 mod merchant;
 mod output;
@@ -64,6 +65,9 @@ pub enum Command {
     Chain(payment::ChainCmd),
     /// Scan now: confirm and expire what is due; prints the counts.
     Scan,
+    /// Inspect and replay events.
+    #[command(subcommand)]
+    Event(event::EventCmd),
     /// Inspect deliveries and their attempts.
     #[command(subcommand)]
     Deliveries(deliveries::DeliveriesCmd),
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> AppResult<()> {
                     Ok(())
                 }
                 Command::Deliveries(c) => deliveries::run(&store, c, json).await,
+                Command::Event(c) => event::run(&store, c, json).await,
                 Command::Dlq(c) => dlq::run(&store, c, json).await,
                 _ => unreachable!("handled above"),
             };

@@ -1,0 +1,236 @@
+//! `GET /openapi.json`: the API describes itself. The route table here is
+//! the one list of routes the document, the README and the tests use.
+
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+/// (method, path, summary, request body schema, success status)
+pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
+    ("get", "/healthz", "Liveness (no token needed)", None, 200),
+    (
+        "get",
+        "/readyz",
+        "Readiness: the database answers",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics (text format)",
+        None,
+        200,
+    ),
+    ("get", "/openapi.json", "This document", None, 200),
+    (
+        "post",
+        "/v1/merchants",
+        "Register a merchant; returns its secret (only now)",
+        Some("NewMerchant"),
+        201,
+    ),
+    (
+        "get",
+        "/v1/merchants",
+        "List merchants (limit, cursor)",
+        None,
+        200,
+    ),
+    ("get", "/v1/merchants/{id}", "Show a merchant", None, 200),
+    (
+        "patch",
+        "/v1/merchants/{id}",
+        "Change a merchant's settings",
+        Some("MerchantPatch"),
+        200,
+    ),
+    (
+        "post",
+        "/v1/merchants/{id}/rotate-secret",
+        "New secret; the old one signs for `overlap` (24h)",
+        Some("Rotate"),
+        200,
+    ),
+    (
+        "post",
+        "/v1/merchants/{id}/test",
+        "Send a webhook.test event",
+        None,
+        202,
+    ),
+    (
+        "post",
+        "/v1/merchants/{id}/enable",
+        "Re-enable a disabled endpoint",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/payments",
+        "Register a payment",
+        Some("NewPayment"),
+        201,
+    ),
+    (
+        "get",
+        "/v1/payments/{id}",
+        "Show a payment with its events",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/payments/{id}/detections",
+        "Report a chain sighting (pending → detected)",
+        Some("Detection"),
+        200,
+    ),
+    (
+        "get",
+        "/v1/chains",
+        "Configured chains and their heads",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/chains/{chain}/head",
+        "Set a chain's head height",
+        Some("Head"),
+        200,
+    ),
+    ("post", "/v1/scans", "Scan now; returns counts", None, 200),
+    (
+        "get",
+        "/v1/events/{id}",
+        "Show an event and the exact body sent",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/events/{id}/replay",
+        "Deliver an event again (same webhook-id)",
+        None,
+        202,
+    ),
+    (
+        "get",
+        "/v1/deliveries",
+        "List deliveries (status, merchant_id, event_id, limit, cursor)",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/v1/deliveries/{id}",
+        "Show a delivery with its attempts",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/v1/dead-letters",
+        "List dead letters (merchant_id, reason, since, until, limit, cursor)",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/dead-letters/{id}/resubmit",
+        "Resubmit one dead letter (409 if already resubmitted)",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/dead-letters/resubmit",
+        "Resubmit every match of the filters; returns the count",
+        Some("DlqFilter"),
+        200,
+    ),
+];
+
+fn schemas() -> Value {
+    let s = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
+    let string = json!({"type": "string"});
+    let nullable = json!({"type": ["string", "null"]});
+    json!({
+        "NewMerchant": s(json!({
+            "name": string, "webhook_url": string,
+            "signature_scheme": {"type": "string", "enum": ["standard", "hex"]},
+            "signature_header": string, "signature_prefix": string,
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "event_types": {"type": "array", "items": string},
+            "rate_limit_per_sec": {"type": "integer", "minimum": 1}
+        }), &["name", "webhook_url"]),
+        "MerchantPatch": s(json!({
+            "name": string, "webhook_url": string, "signature_scheme": string,
+            "signature_header": nullable, "signature_prefix": nullable,
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "event_types": {"type": ["array", "null"], "items": string},
+            "rate_limit_per_sec": {"type": ["integer", "null"]}
+        }), &[]),
+        "Rotate": s(json!({"overlap": {"type": "string", "examples": ["24h"]}}), &[]),
+        "NewPayment": s(json!({
+            "merchant_id": string, "reference": string, "chain": string, "token": string,
+            "address": string, "expected_amount": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+            "callback_url": string, "expires_at": {"type": "string", "format": "date-time"}
+        }), &["merchant_id", "reference", "chain", "address", "expected_amount"]),
+        "Detection": s(json!({
+            "tx_hash": string, "amount": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+            "block_number": {"type": "integer", "minimum": 0}
+        }), &["tx_hash", "amount", "block_number"]),
+        "Head": s(json!({"height": {"type": "integer", "minimum": 0}}), &["height"]),
+        "DlqFilter": s(json!({
+            "merchant_id": string,
+            "reason": {"type": "string", "enum": ["exhausted", "gone", "endpoint_disabled", "rejected_target"]},
+            "since": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}
+        }), &[]),
+        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+            "code": string, "message": string}, "required": ["code", "message"]}}, "required": ["error"]}
+    })
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, body, status) in ROUTES {
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                status.to_string(): {"description": "OK"},
+                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if *path != "/healthz" {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(schema) = body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "payhook admin API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        }
+    })
+}
+
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}

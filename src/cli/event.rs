@@ -1,0 +1,38 @@
+//! `payhook event show|replay`.
+
+use clap::Subcommand;
+
+use super::output;
+use crate::delivery::dlq;
+use crate::error::AppResult;
+use crate::store::{self, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum EventCmd {
+    /// Show an event and the exact body that is sent.
+    Show { id: String },
+    /// Deliver an event again (same webhook-id and body) to its current target.
+    Replay { id: String },
+}
+
+pub async fn run(store: &Store, cmd: EventCmd, json: bool) -> AppResult<()> {
+    match cmd {
+        EventCmd::Show { id } => {
+            let e = store::events::get(store, &id).await?;
+            if json {
+                output::json(&e);
+            } else {
+                output::record(&e);
+            }
+        }
+        EventCmd::Replay { id } => {
+            let delivery_id = dlq::replay(store, &id).await?;
+            if json {
+                output::json(&serde_json::json!({"event_id": id, "delivery_id": delivery_id}));
+            } else {
+                println!("replaying {id} as delivery {delivery_id}");
+            }
+        }
+    }
+    Ok(())
+}
