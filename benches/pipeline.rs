@@ -141,12 +141,17 @@ async fn succeeded(store: &Store) -> i64 {
         .1
 }
 
-async fn wait_delivered(store: &Store, target: i64) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while succeeded(store).await < target {
+async fn wait_delivered(store: &Store, pipeline: &Pipeline, target: i64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = succeeded(store).await;
+        if done >= target {
+            return;
+        }
         assert!(
-            Instant::now() < deadline,
-            "bench did not finish in 10 minutes"
+            Instant::now() < deadline && pipeline.sender_running(),
+            "bench stalled: {done} of {target} delivered, sender running: {}",
+            pipeline.sender_running()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -231,8 +236,10 @@ async fn healthy_drain(
     let t = Instant::now();
     while done().await < target {
         assert!(
-            t.elapsed() < Duration::from_secs(600),
-            "isolation run did not finish"
+            t.elapsed() < Duration::from_secs(300) && pipeline.sender_running(),
+            "isolation run did not finish: {} of {target} delivered, sender running: {}",
+            done().await,
+            pipeline.sender_running()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -318,7 +325,7 @@ async fn run(n: usize) {
     payments::set_head(&store, &cfg, "ethereum", 1011)
         .await
         .unwrap();
-    wait_delivered(&store, n as i64).await;
+    wait_delivered(&store, &pipeline, n as i64).await;
     let e2e = n as f64 / t.elapsed().as_secs_f64();
     let sent = hits.load(Ordering::Relaxed) - before;
     pipeline.stop().await.unwrap();
@@ -341,7 +348,7 @@ async fn run(n: usize) {
     )
     .unwrap();
     let t = Instant::now();
-    wait_delivered(&store, 2 * n as i64).await;
+    wait_delivered(&store, &pipeline, 2 * n as i64).await;
     let drain = n as f64 / t.elapsed().as_secs_f64();
     pipeline.stop().await.unwrap();
 

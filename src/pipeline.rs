@@ -54,6 +54,11 @@ impl Pipeline {
         })
     }
 
+    /// False once the sender stopped by itself (its error shows in `stop`).
+    pub fn sender_running(&self) -> bool {
+        self.sender.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
