@@ -273,25 +273,50 @@ pub async fn run_workers(
         // spawned onto the runtime (`parallelize`), so they use every core.
         handles.push(tokio::task::spawn_blocking(move || {
             runtime.block_on(async move {
-                let strategy = Strategy::new()
-                    .stream(signal.stream())
-                    .interval(poll_interval);
-                let backend = SqliteStorage::<DeliveryJob>::new(&pool)
-                    .with_config(config)
-                    .poll_with_strategy(strategy);
-                let worker = WorkerBuilder::new(name)
-                    .backend(backend)
-                    .concurrency(concurrency)
-                    .parallelize(|job| tokio::spawn(job))
-                    .data(sender)
-                    .build(handle);
-                worker
-                    .run_until(async move {
-                        token.cancelled().await;
-                        Ok::<(), std::io::Error>(())
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
+                // A worker whose backend failed (database unreachable, a
+                // failed heartbeat) is rebuilt after a pause, under a new
+                // name; its jobs are taken over as orphans. Logged once per
+                // outage, not per retry.
+                let mut generation = 0u32;
+                let mut pause = Duration::from_secs(1);
+                loop {
+                    let strategy = Strategy::new()
+                        .stream(signal.stream())
+                        .interval(poll_interval);
+                    let backend = SqliteStorage::<DeliveryJob>::new(&pool)
+                        .with_config(config.clone())
+                        .poll_with_strategy(strategy);
+                    let worker = WorkerBuilder::new(format!("{name}-{generation}"))
+                        .backend(backend)
+                        .concurrency(concurrency)
+                        .parallelize(|job| tokio::spawn(job))
+                        .data(sender.clone())
+                        .build(handle);
+                    let stop = token.clone();
+                    let started = std::time::Instant::now();
+                    let result = worker
+                        .run_until(async move {
+                            stop.cancelled().await;
+                            Ok::<(), std::io::Error>(())
+                        })
+                        .await;
+                    if token.is_cancelled() {
+                        return Ok::<(), String>(());
+                    }
+                    // A worker that ran a while before failing starts a new outage.
+                    if started.elapsed() > Duration::from_secs(60) {
+                        pause = Duration::from_secs(1);
+                    }
+                    if pause == Duration::from_secs(1) {
+                        tracing::error!(lane = %name, error = ?result.err(), "delivery worker stopped; restarting");
+                    }
+                    generation += 1;
+                    tokio::select! {
+                        _ = token.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
             })
         }));
     }

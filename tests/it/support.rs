@@ -339,7 +339,7 @@ fn toml_of(cfg: &Config) -> String {
         cfg.retry.jitter
     );
     s += &format!(
-        "[admin]\ntoken = {:?}\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {:?}\n",
         cfg.admin.token.clone().unwrap_or_default()
     );
     s
