@@ -11,7 +11,6 @@ use crate::error::AppResult;
 use crate::store::dead_letters::{self, DeadLetter, Filter};
 use crate::store::deliveries::{self, Delivery, DeliveryWithAttempts};
 use crate::store::Page;
-use crate::time::parse_rfc3339;
 
 #[derive(Debug, Deserialize)]
 pub struct DeliveryQuery {
@@ -62,21 +61,13 @@ pub struct DlqFilter {
 
 impl DlqFilter {
     fn filter(self) -> AppResult<Filter> {
-        Ok(Filter {
-            merchant_id: self.merchant_id,
-            reason: self.reason,
-            since: self
-                .since
-                .as_deref()
-                .map(|v| parse_rfc3339("since", v))
-                .transpose()?,
-            until: self
-                .until
-                .as_deref()
-                .map(|v| parse_rfc3339("until", v))
-                .transpose()?,
-            unresubmitted_only: false,
-        })
+        Filter::parse(
+            self.merchant_id,
+            self.reason,
+            self.since.as_deref(),
+            self.until.as_deref(),
+            "",
+        )
     }
 }
 

@@ -7,7 +7,6 @@ use crate::delivery::dlq;
 use crate::error::{AppError, AppResult};
 use crate::store::dead_letters::{self, Filter};
 use crate::store::{Page, Store};
-use crate::time::parse_rfc3339;
 
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
@@ -26,21 +25,13 @@ pub struct FilterArgs {
 
 impl FilterArgs {
     fn filter(self) -> AppResult<Filter> {
-        Ok(Filter {
-            merchant_id: self.merchant_id,
-            reason: self.reason,
-            since: self
-                .since
-                .as_deref()
-                .map(|s| parse_rfc3339("--since", s))
-                .transpose()?,
-            until: self
-                .until
-                .as_deref()
-                .map(|s| parse_rfc3339("--until", s))
-                .transpose()?,
-            unresubmitted_only: false,
-        })
+        Filter::parse(
+            self.merchant_id,
+            self.reason,
+            self.since.as_deref(),
+            self.until.as_deref(),
+            "--",
+        )
     }
 }
 

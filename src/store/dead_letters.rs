@@ -41,6 +41,30 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// A filter from user input; `since`/`until` are RFC 3339 times, and
+    /// `prefix` (`--` for flags, empty for JSON fields) names them in errors.
+    pub fn parse(
+        merchant_id: Option<String>,
+        reason: Option<String>,
+        since: Option<&str>,
+        until: Option<&str>,
+        prefix: &str,
+    ) -> AppResult<Filter> {
+        let time = |name: &str, v: Option<&str>| {
+            v.map(|v| crate::time::parse_rfc3339(&format!("{prefix}{name}"), v))
+                .transpose()
+        };
+        let filter = Filter {
+            merchant_id,
+            reason,
+            since: time("since", since)?,
+            until: time("until", until)?,
+            unresubmitted_only: false,
+        };
+        filter.validate()?;
+        Ok(filter)
+    }
+
     pub fn validate(&self) -> AppResult<()> {
         if let Some(r) = &self.reason {
             if !REASONS.contains(&r.as_str()) {
