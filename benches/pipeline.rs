@@ -33,6 +33,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(run(n));
+    rt.shutdown_timeout(Duration::from_secs(2));
 }
 
 async fn start_receiver() -> (String, Arc<AtomicU64>) {

@@ -100,7 +100,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => 0,
         Err(e) => {
             if json {
@@ -111,7 +111,10 @@ pub fn main() -> i32 {
             }
             e.exit_code()
         }
-    }
+    };
+    // Never wait long on a worker thread that did not stop in time.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 async fn run(cli: Cli) -> AppResult<()> {

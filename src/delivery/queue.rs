@@ -189,6 +189,8 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// A worker silent this long has its jobs handed to others.
     pub orphan_after: Duration,
+    /// How long a stop waits for running attempts.
+    pub drain: Duration,
 }
 
 impl WorkerSettings {
@@ -205,6 +207,7 @@ impl WorkerSettings {
             // Longer than one attempt can take, so a busy worker is never
             // mistaken for a dead one.
             orphan_after: (cfg.delivery.timeout.0 * 2).max(Duration::from_secs(10)),
+            drain: cfg.delivery.timeout.0 + Duration::from_secs(5),
         }
     }
 }
@@ -295,9 +298,18 @@ pub async fn run_workers(
                     let stop = token.clone();
                     let started = std::time::Instant::now();
                     let result = worker
-                        .run_until(async move {
-                            stop.cancelled().await;
-                            Ok::<(), std::io::Error>(())
+                        .run_with_ctx(move |ctx| {
+                            let stop = stop.clone();
+                            async move {
+                                stop.cancelled().await;
+                                // apalis refuses `stop` before the worker has
+                                // started; retry until it takes, or the
+                                // worker would never learn to stop.
+                                while ctx.stop().is_err() {
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                                Ok(())
+                            }
                         })
                         .await;
                     if token.is_cancelled() {
@@ -323,7 +335,26 @@ pub async fn run_workers(
     let pruner = tokio::spawn(prune_loop(store.clone(), shutdown.clone()));
     let mut result = Ok(());
     let mut lanes: futures::stream::FuturesUnordered<_> = handles.into_iter().collect();
-    while let Some(joined) = futures::StreamExt::next(&mut lanes).await {
+    loop {
+        // Once shutdown is asked for, running attempts get `drain` to finish;
+        // a lane that has not stopped by then is left behind (its jobs are
+        // taken over as orphans), so a stop can never hang.
+        let next = futures::StreamExt::next(&mut lanes);
+        let joined = if shutdown.is_cancelled() {
+            match tokio::time::timeout(settings.drain, next).await {
+                Ok(j) => j,
+                Err(_) => {
+                    tracing::warn!(drain = ?settings.drain, "delivery workers did not stop in time; leaving them");
+                    break;
+                }
+            }
+        } else {
+            tokio::select! {
+                j = next => j,
+                _ = shutdown.cancelled() => continue,
+            }
+        };
+        let Some(joined) = joined else { break };
         let r = match joined {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AppError::internal(format!("delivery worker stopped: {e}"))),
