@@ -133,10 +133,15 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the pools, waiting at most a few seconds for connections still
+    /// checked out (a worker left behind by a bounded stop may hold one).
     pub async fn close(&self) {
-        self.pool.close().await;
-        self.queue.close().await;
-        self.writer.close().await;
+        let all = async {
+            self.pool.close().await;
+            self.queue.close().await;
+            self.writer.close().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
     }
 }
 
