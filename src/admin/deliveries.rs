@@ -6,9 +6,8 @@ use serde::Deserialize;
 
 use super::json::{OptionalBody, Query};
 use super::{ApiError, AppState, Listing};
-use crate::delivery::dlq;
-use crate::error::AppResult;
-use crate::store::dead_letters::{self, DeadLetter, Filter};
+use crate::delivery::dlq::{self, FilterInput};
+use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::deliveries::{self, Delivery, DeliveryWithAttempts};
 use crate::store::Page;
 
@@ -49,28 +48,6 @@ pub async fn show(
     }))
 }
 
-/// Filters of the DLQ, in the query string (list) or the body (bulk resubmit).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DlqFilter {
-    merchant_id: Option<String>,
-    reason: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-}
-
-impl DlqFilter {
-    fn filter(self) -> AppResult<Filter> {
-        Filter::parse(
-            self.merchant_id,
-            self.reason,
-            self.since.as_deref(),
-            self.until.as_deref(),
-            "",
-        )
-    }
-}
-
 #[derive(Debug, Deserialize)]
 pub struct DlqQuery {
     merchant_id: Option<String>,
@@ -86,13 +63,13 @@ pub async fn dead_letters(
     Query(q): Query<DlqQuery>,
 ) -> Result<Json<Listing<DeadLetter>>, ApiError> {
     let page = Page::new(q.limit, q.cursor)?;
-    let filter = DlqFilter {
+    let filter = FilterInput {
         merchant_id: q.merchant_id,
         reason: q.reason,
         since: q.since,
         until: q.until,
     }
-    .filter()?;
+    .filter("")?;
     let data = dead_letters::list(&s.store, &filter, &page).await?;
     Ok(Json(Listing::new(data, &page, |d| &d.id)))
 }
@@ -107,8 +84,8 @@ pub async fn resubmit(
 
 pub async fn resubmit_matching(
     State(s): State<AppState>,
-    OptionalBody(f): OptionalBody<DlqFilter>,
+    OptionalBody(f): OptionalBody<FilterInput>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let count = dlq::resubmit_matching(&s.store, &f.filter()?).await?;
+    let count = dlq::resubmit_matching(&s.store, &f.filter("")?).await?;
     Ok(Json(serde_json::json!({"count": count})))
 }

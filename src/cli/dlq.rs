@@ -3,44 +3,17 @@
 use clap::Subcommand;
 
 use super::output;
-use crate::delivery::dlq;
+use crate::delivery::dlq::{self, FilterInput};
 use crate::error::{AppError, AppResult};
-use crate::store::dead_letters::{self, Filter};
+use crate::store::dead_letters;
 use crate::store::{Page, Store};
-
-#[derive(Debug, clap::Args)]
-pub struct FilterArgs {
-    #[arg(long = "merchant-id", alias = "merchant")]
-    merchant_id: Option<String>,
-    /// exhausted, gone, endpoint_disabled or rejected_target.
-    #[arg(long)]
-    reason: Option<String>,
-    /// Dead at or after this RFC 3339 time.
-    #[arg(long)]
-    since: Option<String>,
-    /// Dead before this RFC 3339 time.
-    #[arg(long)]
-    until: Option<String>,
-}
-
-impl FilterArgs {
-    fn filter(self) -> AppResult<Filter> {
-        Filter::parse(
-            self.merchant_id,
-            self.reason,
-            self.since.as_deref(),
-            self.until.as_deref(),
-            "--",
-        )
-    }
-}
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {
     /// List dead letters, newest first.
     List {
         #[command(flatten)]
-        filter: FilterArgs,
+        filter: FilterInput,
         #[arg(long)]
         limit: Option<i64>,
         #[arg(long)]
@@ -54,7 +27,7 @@ pub enum DlqCmd {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        filter: FilterArgs,
+        filter: FilterInput,
     },
 }
 
@@ -65,8 +38,8 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
             limit,
             cursor,
         } => {
-            let rows =
-                dead_letters::list(store, &filter.filter()?, &Page::new(limit, cursor)?).await?;
+            let rows = dead_letters::list(store, &filter.filter("--")?, &Page::new(limit, cursor)?)
+                .await?;
             if json {
                 output::json(&rows);
             } else {
@@ -110,7 +83,7 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                 }
             }
             (None, true) => {
-                let count = dlq::resubmit_matching(store, &filter.filter()?).await?;
+                let count = dlq::resubmit_matching(store, &filter.filter("--")?).await?;
                 if json {
                     output::json(&serde_json::json!({"count": count}));
                 } else {

@@ -1,4 +1,4 @@
-//! `payhook merchant add|list|show|rotate-secret|enable|test`.
+//! `payhook merchant add|list|show|update|rotate-secret|enable|test`.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,42 @@ use crate::error::{AppError, AppResult};
 use crate::ops::merchants::{self, NewMerchant};
 use crate::store::{self, Page, Store};
 
+/// The settings flags `add` and `update` share.
+#[derive(Debug, clap::Args)]
+pub struct Settings {
+    /// standard (Standard Webhooks, default) or hex.
+    #[arg(long = "signature-scheme", alias = "scheme")]
+    signature_scheme: Option<String>,
+    /// Header of the hex scheme [default: x-payhook-signature].
+    #[arg(long = "signature-header")]
+    signature_header: Option<String>,
+    /// Prefix of the hex scheme [default: sha256=].
+    #[arg(long = "signature-prefix")]
+    signature_prefix: Option<String>,
+    /// Extra static header "Name: value" (repeatable; values are secret;
+    /// on update they replace the previous set).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Subscribe only to these event types (repeatable or comma-separated;
+    /// on update, "all" subscribes to every type again).
+    #[arg(long = "event-type", value_delimiter = ',')]
+    event_types: Vec<String>,
+    /// Per-endpoint rate limit override (requests per second).
+    #[arg(long = "rate-limit-per-sec")]
+    rate_limit_per_sec: Option<i64>,
+}
+
+impl Settings {
+    fn headers(&self) -> AppResult<Option<BTreeMap<String, String>>> {
+        let map: BTreeMap<String, String> = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<AppResult<_>>()?;
+        Ok((!map.is_empty()).then_some(map))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MerchantCmd {
     /// Register a merchant; prints its signing secret (shown only now).
@@ -19,24 +55,8 @@ pub enum MerchantCmd {
         /// Where events are POSTed.
         #[arg(long = "webhook-url", alias = "url")]
         webhook_url: String,
-        /// standard (Standard Webhooks, default) or hex.
-        #[arg(long = "signature-scheme", alias = "scheme")]
-        signature_scheme: Option<String>,
-        /// Header of the hex scheme [default: x-payhook-signature].
-        #[arg(long = "signature-header")]
-        signature_header: Option<String>,
-        /// Prefix of the hex scheme [default: sha256=].
-        #[arg(long = "signature-prefix")]
-        signature_prefix: Option<String>,
-        /// Extra static header "Name: value" (repeatable; values are secret).
-        #[arg(long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
-        /// Subscribe only to these event types (repeatable or comma-separated).
-        #[arg(long = "event-type", value_delimiter = ',')]
-        event_types: Vec<String>,
-        /// Per-endpoint rate limit override (requests per second).
-        #[arg(long = "rate-limit-per-sec")]
-        rate_limit_per_sec: Option<i64>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// List merchants, newest first.
     List {
@@ -54,20 +74,8 @@ pub enum MerchantCmd {
         name: Option<String>,
         #[arg(long = "webhook-url", alias = "url")]
         webhook_url: Option<String>,
-        #[arg(long = "signature-scheme", alias = "scheme")]
-        signature_scheme: Option<String>,
-        #[arg(long = "signature-header")]
-        signature_header: Option<String>,
-        #[arg(long = "signature-prefix")]
-        signature_prefix: Option<String>,
-        /// Replace the extra headers ("Name: value", repeatable).
-        #[arg(long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
-        /// Subscribe only to these event types ("all" for every type).
-        #[arg(long = "event-type", value_delimiter = ',')]
-        event_types: Vec<String>,
-        #[arg(long = "rate-limit-per-sec")]
-        rate_limit_per_sec: Option<i64>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Issue a new secret; the old one keeps signing during the overlap.
     RotateSecret {
@@ -93,26 +101,17 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
         MerchantCmd::Add {
             name,
             webhook_url,
-            signature_scheme,
-            signature_header,
-            signature_prefix,
-            headers,
-            event_types,
-            rate_limit_per_sec,
+            settings,
         } => {
-            let headers: BTreeMap<String, String> = headers
-                .iter()
-                .map(|h| parse_header(h))
-                .collect::<AppResult<_>>()?;
             let input = NewMerchant {
                 name,
                 webhook_url,
-                signature_scheme,
-                signature_header,
-                signature_prefix,
-                headers: (!headers.is_empty()).then_some(headers),
-                event_types: (!event_types.is_empty()).then_some(event_types),
-                rate_limit_per_sec,
+                headers: settings.headers()?,
+                signature_scheme: settings.signature_scheme,
+                signature_header: settings.signature_header,
+                signature_prefix: settings.signature_prefix,
+                event_types: (!settings.event_types.is_empty()).then_some(settings.event_types),
+                rate_limit_per_sec: settings.rate_limit_per_sec,
             };
             let created = merchants::create(store, cfg, input).await?;
             if json {
@@ -155,30 +154,21 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             id,
             name,
             webhook_url,
-            signature_scheme,
-            signature_header,
-            signature_prefix,
-            headers,
-            event_types,
-            rate_limit_per_sec,
+            settings,
         } => {
-            let headers: BTreeMap<String, String> = headers
-                .iter()
-                .map(|h| parse_header(h))
-                .collect::<AppResult<_>>()?;
             let patch = merchants::MerchantPatch {
                 name,
                 webhook_url,
-                signature_scheme,
-                signature_header: signature_header.map(Some),
-                signature_prefix: signature_prefix.map(Some),
-                headers: (!headers.is_empty()).then_some(headers),
-                event_types: match event_types.as_slice() {
+                headers: settings.headers()?,
+                signature_scheme: settings.signature_scheme,
+                signature_header: settings.signature_header.map(Some),
+                signature_prefix: settings.signature_prefix.map(Some),
+                event_types: match settings.event_types.as_slice() {
                     [] => None,
                     [all] if all == "all" => Some(None),
                     list => Some(Some(list.to_vec())),
                 },
-                rate_limit_per_sec: rate_limit_per_sec.map(Some),
+                rate_limit_per_sec: settings.rate_limit_per_sec.map(Some),
             };
             let m = merchants::update(store, cfg, &id, patch).await?;
             if json {

@@ -9,6 +9,37 @@ use crate::store::dead_letters::{self, Filter};
 use crate::store::{events, Page, Store, Tx};
 use crate::time::now_ms;
 
+/// The DLQ filters as a user gives them: flags of `dlq list|resubmit`, the
+/// query of `GET /v1/dead-letters`, the body of `POST /v1/dead-letters/resubmit`.
+#[derive(Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterInput {
+    #[arg(long = "merchant-id", alias = "merchant")]
+    pub merchant_id: Option<String>,
+    /// exhausted, gone, endpoint_disabled or rejected_target.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Dead at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Dead before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+impl FilterInput {
+    /// Validates; `prefix` (`--` for flags, empty for JSON) names fields in errors.
+    pub fn filter(self, prefix: &str) -> AppResult<Filter> {
+        Filter::parse(
+            self.merchant_id,
+            self.reason,
+            self.since.as_deref(),
+            self.until.as_deref(),
+            prefix,
+        )
+    }
+}
+
 /// Resubmits one row; returns the new delivery id.
 pub async fn resubmit(store: &Store, dlq_id: &str) -> AppResult<String> {
     let mut tx = store.begin_write().await?;
