@@ -207,7 +207,7 @@ impl WorkerSettings {
             // Longer than one attempt can take, so a busy worker is never
             // mistaken for a dead one.
             orphan_after: (cfg.delivery.timeout.0 * 2).max(Duration::from_secs(10)),
-            drain: cfg.delivery.timeout.0 + Duration::from_secs(5),
+            drain: cfg.delivery.timeout.0 + Duration::from_secs(10),
         }
     }
 }
@@ -344,7 +344,11 @@ pub async fn run_workers(
             match tokio::time::timeout(settings.drain, next).await {
                 Ok(j) => j,
                 Err(_) => {
-                    tracing::warn!(drain = ?settings.drain, "delivery workers did not stop in time; leaving them");
+                    tracing::warn!(
+                        drain = ?settings.drain,
+                        handlers_in_flight = sender.in_flight(),
+                        "delivery workers did not stop in time; leaving them"
+                    );
                     break;
                 }
             }

@@ -38,6 +38,7 @@ pub struct Sender {
     governor: EndpointGovernor,
     writer: OutcomeWriter,
     contexts: Batcher<String, Option<AttemptContext>>,
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// What one HTTP exchange produced.
@@ -69,6 +70,7 @@ impl Sender {
         Ok(Sender {
             writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
             contexts: context_loader(store.clone()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             client,
             retry: RetryPolicy::from_config(&cfg.retry),
             policy,
@@ -95,7 +97,16 @@ impl Sender {
             event_id = tracing::field::Empty,
             merchant_id = tracing::field::Empty,
         );
-        self.handle_inner(job, job_id).instrument(span).await
+        use std::sync::atomic::Ordering;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self.handle_inner(job, job_id).instrument(span).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Jobs being handled right now (shutdown diagnostics).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn handle_inner(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
@@ -170,9 +181,11 @@ impl Sender {
             }
         };
 
+        tracing::trace!("admitted");
         let started_at = now_ms();
         let clock = Instant::now();
         let ex = self.exchange(&ctx, url).await;
+        tracing::trace!("exchange done");
         let duration_ms = clock.elapsed().as_millis() as i64;
         self.governor.record(
             &endpoint,
