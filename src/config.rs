@@ -107,12 +107,22 @@ pub struct CircuitConfig {
     pub disable_after: HumanDuration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: String,
     #[serde(default)]
     pub token: Option<String>,
+}
+
+// The token never shows in `{:?}` of a config.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,7 +215,11 @@ impl Config {
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
-            return Err(bad("database.url", "sqlite://… or postgres://…", url));
+            return Err(bad(
+                "database.url",
+                "sqlite://… or postgres://…",
+                &crate::store::redact_url(url),
+            ));
         }
         positive(
             "database.max_connections",
@@ -389,6 +403,20 @@ mod tests {
     #[test]
     fn defaults_validate() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_errors() {
+        let mut cfg = Config::default();
+        cfg.admin.token = Some("tok-0123456789abcdef".into());
+        assert!(!format!("{cfg:?}").contains("tok-0123456789abcdef"));
+        cfg.database.url = "mysql://user:hunter2@db/x".into();
+        let e = cfg.validate().unwrap_err();
+        assert!(
+            e.message.contains("database.url") && !e.message.contains("hunter2"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

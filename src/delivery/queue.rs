@@ -419,14 +419,3 @@ pub async fn depth(store: &Store) -> AppResult<(i64, i64)> {
     .fetch_one(store.pool())
     .await?)
 }
-
-/// Jobs not yet finished, per lane (for progress and tests).
-pub async fn pending_jobs(store: &Store) -> AppResult<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM Jobs WHERE job_type IN ($1, $2) AND status NOT IN ('Done', 'Killed')",
-    )
-    .bind(Lane::First.queue())
-    .bind(Lane::Retry.queue())
-    .fetch_one(store.pool())
-    .await?)
-}
