@@ -13,8 +13,10 @@ demo: build
 
 # The whole suite: unit tests, property tests, integration tests (real HTTP
 # receivers on 127.0.0.1, real SQLite files, a real `payhook serve` killed -9),
-# and the bench run small (N = 200) as a smoke test of itself.
+# a real EVM node (ganache, installed by scripts/test-tools.sh), and the bench
+# run small (N = 200) as a smoke test of itself.
 test:
+	bash scripts/test-tools.sh
 	$(CARGO) test --benches
 	$(CARGO) test --lib --bins --tests -- --test-threads=4
 

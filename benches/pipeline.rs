@@ -123,6 +123,7 @@ async fn seed(store: &Store, cfg: &Config, merchant_id: &str, n: usize, block: i
         .unwrap();
         payments::detect(
             store,
+            cfg,
             &p.id,
             Detection {
                 tx_hash: format!("0x{tag}{i}"),

@@ -187,6 +187,7 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
         .await?;
         payments::detect(
             &store,
+            &cfg,
             &p.id,
             Detection {
                 tx_hash: format!("0x{:064x}", head as u64 * 10 + i as u64),

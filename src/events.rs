@@ -87,12 +87,19 @@ struct PaymentData<'a> {
     address: &'a str,
     expected_amount: &'a str,
     received_amount: Option<&'a str>,
+    /// Only when the node showed an on-chain value different from the one
+    /// reported (`received_amount` is then the on-chain value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_amount: Option<&'a str>,
     tx_hash: Option<&'a str>,
     block_number: Option<i64>,
     confirmations: Option<i64>,
     detected_at: Option<String>,
     confirmed_at: Option<String>,
     expires_at: Option<String>,
+    /// `payment.reorged` only: why the transaction no longer counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -101,13 +108,15 @@ struct TestData<'a> {
     message: &'a str,
 }
 
-/// The body for a payment event. `confirmations` is counted against `head`.
+/// The body for a payment event. `confirmations` is counted against `head`;
+/// `reason` is set for `payment.reorged`.
 pub fn payment_body(
     event_id: &str,
     kind: EventType,
     created_at_ms: i64,
     p: &Payment,
     head: Option<i64>,
+    reason: Option<&str>,
 ) -> String {
     let confirmations = match (p.block_number, head) {
         (Some(b), Some(h)) if h >= b => Some(h - b + 1),
@@ -123,12 +132,14 @@ pub fn payment_body(
         address: &p.address,
         expected_amount: &p.expected_amount,
         received_amount: p.received_amount.as_deref(),
+        reported_amount: p.reported_amount.as_deref(),
         tx_hash: p.tx_hash.as_deref(),
         block_number: p.block_number,
         confirmations,
         detected_at: p.detected_at.map(rfc3339),
         confirmed_at: p.confirmed_at.map(rfc3339),
         expires_at: p.expires_at.map(rfc3339),
+        reason,
     };
     encode(event_id, kind, created_at_ms, data)
 }
@@ -167,6 +178,7 @@ mod tests {
             address: "0xabc".into(),
             expected_amount: "100.00".into(),
             received_amount: Some("100.00".into()),
+            reported_amount: None,
             tx_hash: Some("0xdead".into()),
             block_number: Some(100),
             status: "confirmed".into(),
@@ -187,6 +199,7 @@ mod tests {
             1_700_000_100_000,
             &payment(),
             Some(111),
+            None,
         );
         assert!(body.starts_with(r#"{"id":"evt_1","type":"payment.confirmed","created_at":"2023-11-14T22:15:00Z","data":{"payment_id":"pay_1","reference":"ORDER-1","status":"confirmed","chain":"ethereum","token":"USDT""#), "{body}");
         assert!(body.contains(r#""block_number":100,"confirmations":12,"#));

@@ -71,6 +71,25 @@ pub fn circuit(origin: &str, open: bool) {
     });
 }
 
+/// A chain node's state after a try: up (1) or failing (0), and the kind
+/// of failure counted.
+pub fn chain_node(chain: &str, up: bool, failure: Option<&'static str>) {
+    metrics::gauge!("payhook_chain_node_up", "chain" => chain.to_string()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+    if let Some(kind) = failure {
+        metrics::counter!("payhook_chain_node_errors_total", "chain" => chain.to_string(), "kind" => kind)
+            .increment(1);
+    }
+}
+
+/// The head height last read from a chain's node.
+pub fn chain_head(chain: &str, head: i64) {
+    metrics::gauge!("payhook_chain_head", "chain" => chain.to_string()).set(head as f64);
+}
+
 /// The text exposition: recorded metrics plus gauges read from the store.
 pub async fn render(store: &Store) -> AppResult<String> {
     install();

@@ -13,9 +13,18 @@ use crate::error::AppError;
 const MAX_INT_DIGITS: usize = 78;
 const MAX_FRAC_DIGITS: usize = 36;
 
-/// A non-negative decimal amount kept as its original string.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A non-negative decimal amount kept as its original string. Equality is
+/// numeric (`"1.00" == "1"`), consistent with the ordering.
+#[derive(Debug, Clone)]
 pub struct Amount(String);
+
+impl PartialEq for Amount {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Amount {}
 
 impl Amount {
     /// Accepts `123`, `123.45`, `0.000000000000000001`; rejects signs,
@@ -56,6 +65,21 @@ impl Amount {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A whole number of base units (wei) as an amount with `decimals`
+    /// places: `("1500000000000000000", 18)` → `"1.5"`. `units` must be
+    /// decimal digits (what the node client produces).
+    pub fn from_base_units(units: &str, decimals: usize) -> Amount {
+        let units = units.trim_start_matches('0');
+        let padded = format!("{units:0>width$}", width = decimals + 1);
+        let (int, frac) = padded.split_at(padded.len() - decimals);
+        let frac = frac.trim_end_matches('0');
+        Amount(if frac.is_empty() {
+            int.to_string()
+        } else {
+            format!("{int}.{frac}")
+        })
     }
 
     /// Integer digits without leading zeros and fraction digits without
@@ -106,6 +130,21 @@ mod tests {
 
     fn a(s: &str) -> Amount {
         Amount::parse("amount", s).unwrap()
+    }
+
+    #[test]
+    fn base_units_convert_exactly() {
+        let wei = |u: &str| Amount::from_base_units(u, 18).as_str().to_string();
+        assert_eq!(wei("1500000000000000000"), "1.5");
+        assert_eq!(wei("1000000000000000000"), "1");
+        assert_eq!(wei("1"), "0.000000000000000001");
+        assert_eq!(wei("0"), "0");
+        assert_eq!(
+            wei("123456789012000000000000000001"),
+            "123456789012.000000000000000001"
+        );
+        assert_eq!(Amount::from_base_units("120", 0).as_str(), "120");
+        assert_eq!(a(&wei("1000000000000000000")), a("1.00"));
     }
 
     #[test]

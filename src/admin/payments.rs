@@ -35,5 +35,5 @@ pub async fn detect(
     Path(id): Path<String>,
     Body(d): Body<Detection>,
 ) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(payments::detect(&s.store, &id, d).await?))
+    Ok(Json(payments::detect(&s.store, &s.cfg, &id, d).await?))
 }

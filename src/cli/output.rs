@@ -73,8 +73,14 @@ pub fn scan_report(as_json: bool, r: &ScanReport) {
         json(r);
     } else {
         println!(
-            "confirmed {}  underpaid {}  overpaid {}  expired {}",
-            r.confirmed, r.underpaid, r.overpaid, r.expired
+            "confirmed {}  underpaid {}  overpaid {}  expired {}  reorged {}",
+            r.confirmed, r.underpaid, r.overpaid, r.expired, r.reorged
         );
+        for f in &r.node_errors {
+            println!(
+                "chain {}: node failing, nothing moved ({})",
+                f.chain, f.error
+            );
+        }
     }
 }

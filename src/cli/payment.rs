@@ -94,6 +94,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
         } => {
             let p = payments::detect(
                 store,
+                cfg,
                 &id,
                 Detection {
                     tx_hash,

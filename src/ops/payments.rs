@@ -90,6 +90,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
         address: input.address,
         expected_amount: input.expected_amount,
         received_amount: None,
+        reported_amount: None,
         tx_hash: None,
         block_number: None,
         status: "pending".into(),
@@ -107,7 +108,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
 /// Records a sighting. Reporting the same transaction again is a no-op
 /// that returns the payment; a different one for a detected payment is a
 /// conflict.
-pub async fn detect(store: &Store, id: &str, d: Detection) -> AppResult<Payment> {
+pub async fn detect(store: &Store, cfg: &Config, id: &str, d: Detection) -> AppResult<Payment> {
     text("tx_hash", &d.tx_hash, 200)?;
     Amount::parse("amount", &d.amount)?;
     if d.block_number < 0 {
@@ -132,6 +133,17 @@ pub async fn detect(store: &Store, id: &str, d: Detection) -> AppResult<Payment>
     let p = payments::get_in(&mut tx, id).await?;
     let merchant = merchants::get(store, &p.merchant_id).await?;
     let head = chains::head_in(&mut tx, &p.chain).await?;
+    // A node chain's head is read at every scan; one older than a few scan
+    // intervals counts as unknown (`confirmations` is then null).
+    let head = match (head, cfg.chains.get(&p.chain)) {
+        (Some((_, read_at)), Some(c))
+            if c.rpc_url.is_some()
+                && now - read_at > 3 * cfg.scanner.interval.0.as_millis() as i64 =>
+        {
+            None
+        }
+        (h, _) => h.map(|(height, _)| height),
+    };
     store::events::emit_for_payment(&mut tx, &merchant, &p, EventType::Detected, head, now).await?;
     store.commit(tx, true).await?;
     Ok(p)
@@ -139,6 +151,12 @@ pub async fn detect(store: &Store, id: &str, d: Detection) -> AppResult<Payment>
 
 pub async fn set_head(store: &Store, cfg: &Config, chain: &str, height: i64) -> AppResult<()> {
     known_chain(cfg, chain)?;
+    if cfg.chains[chain].rpc_url.is_some() {
+        return Err(AppError::conflict(format!(
+            "chain {chain} reads its head from its node (chains.{chain}.rpc_url); \
+             setting it by hand is only for chains without rpc_url"
+        )));
+    }
     if height < 0 {
         return Err(AppError::bad_input(format!(
             "height: expected a non-negative whole number, got {height}"

@@ -34,11 +34,41 @@ pub async fn list(store: &Store) -> AppResult<Vec<ChainHead>> {
     )
 }
 
-pub async fn head_in(tx: &mut Tx, chain: &str) -> AppResult<Option<i64>> {
+/// The stored head and when it was written.
+pub async fn head_in(tx: &mut Tx, chain: &str) -> AppResult<Option<(i64, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT head, updated_at FROM chains WHERE name = $1")
+            .bind(chain)
+            .fetch_optional(&mut **tx)
+            .await?,
+    )
+}
+
+/// Records a head read from a node, unless it is below the stored one.
+/// Returns the stored head when `height` is lower (nothing is written).
+pub async fn advance_head(
+    store: &Store,
+    chain: &str,
+    height: i64,
+    now: i64,
+) -> AppResult<Option<i64>> {
+    let written: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at \
+         WHERE excluded.head >= chains.head RETURNING head",
+    )
+    .bind(chain)
+    .bind(height)
+    .bind(now)
+    .fetch_optional(store.pool())
+    .await?;
+    if written.is_some() {
+        return Ok(None);
+    }
     Ok(
         sqlx::query_scalar("SELECT head FROM chains WHERE name = $1")
             .bind(chain)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(store.pool())
             .await?,
     )
 }

@@ -42,6 +42,8 @@ pub struct PaymentEvent<'a> {
     pub kind: EventType,
     /// The chain head, for the `confirmations` field.
     pub head: Option<i64>,
+    /// `payment.reorged`: why the transaction no longer counts.
+    pub reason: Option<&'static str>,
 }
 
 /// Writes the events of many payments with their deliveries (to the
@@ -56,7 +58,7 @@ pub async fn emit_for_payments(
         .iter()
         .map(|it| {
             let id = ids::new_id(ids::EVENT);
-            let payload = events::payment_body(&id, it.kind, now, it.payment, it.head);
+            let payload = events::payment_body(&id, it.kind, now, it.payment, it.head, it.reason);
             let url = it
                 .payment
                 .callback_url
@@ -79,7 +81,7 @@ pub async fn emit_for_payment(
     now: i64,
 ) -> AppResult<Option<String>> {
     let id = ids::new_id(ids::EVENT);
-    let payload = events::payment_body(&id, kind, now, p, head);
+    let payload = events::payment_body(&id, kind, now, p, head, None);
     let url = p.callback_url.as_deref().unwrap_or(&merchant.webhook_url);
     let row = EventRow::new(id, merchant, Some(&p.id), kind, payload, url);
     Ok(insert_events(tx, &[row], now).await?.pop().flatten())

@@ -17,6 +17,9 @@ pub struct Payment {
     pub address: String,
     pub expected_amount: String,
     pub received_amount: Option<String>,
+    /// What the gateway reported, kept only when the node showed a
+    /// different on-chain value (which is then `received_amount`).
+    pub reported_amount: Option<String>,
     pub tx_hash: Option<String>,
     pub block_number: Option<i64>,
     pub status: String,
@@ -36,7 +39,7 @@ pub struct Payment {
 macro_rules! columns {
     () => {
         "id, merchant_id, reference, chain, token, address, expected_amount, received_amount, \
-            tx_hash, block_number, status, callback_url, expires_at, detected_at, confirmed_at, created_at, updated_at"
+            reported_amount, tx_hash, block_number, status, callback_url, expires_at, detected_at, confirmed_at, created_at, updated_at"
     };
 }
 
@@ -105,7 +108,7 @@ pub async fn mark_detected(
 ) -> AppResult<bool> {
     let done = sqlx::query(
         "UPDATE payments SET status = 'detected', tx_hash = $2, received_amount = $3, block_number = $4, \
-         detected_at = $5, updated_at = $5 WHERE id = $1 AND status = 'pending'",
+         reported_amount = NULL, detected_at = $5, updated_at = $5 WHERE id = $1 AND status = 'pending'",
     )
     .bind(id)
     .bind(tx_hash)
@@ -117,24 +120,48 @@ pub async fn mark_detected(
     Ok(done.rows_affected() == 1)
 }
 
-/// Detected payments on `chain` mined at or below `max_block`, oldest first.
+/// Detected payments on `chain` mined at or below `max_block`, oldest
+/// first, after `after` (the `(block_number, id)` of the last row of the
+/// previous page; pages let a scan walk past rows it leaves detected).
 pub async fn due_for_confirmation(
-    tx: &mut Tx,
+    db: impl sqlx::SqliteExecutor<'_>,
     chain: &str,
     max_block: i64,
+    after: Option<(i64, &str)>,
     limit: i64,
 ) -> AppResult<Vec<Payment>> {
+    let (after_block, after_id) = after.unwrap_or((-1, ""));
     Ok(sqlx::query_as::<_, Payment>(concat!(
         "SELECT ",
         columns!(),
         " FROM payments WHERE status = 'detected' AND chain = $1 AND block_number <= $2 \
-         ORDER BY block_number, id LIMIT $3"
+         AND (block_number, id) > ($3, $4) ORDER BY block_number, id LIMIT $5"
     ))
     .bind(chain)
     .bind(max_block)
+    .bind(after_block)
+    .bind(after_id)
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(db)
     .await?)
+}
+
+/// A payment leaving `detected` for a final status. The optional fields are
+/// set by a check against the chain's node: the update is skipped unless the
+/// payment still has that `tx_hash`, and records the block the transaction is
+/// in now and the on-chain amount (with what was reported, when it differs).
+#[derive(Debug, Default, Serialize)]
+pub struct FinalMove<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_hash: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_number: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_amount: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_amount: Option<&'a str>,
 }
 
 /// `detected` → a final status, for many payments in one statement.
@@ -142,20 +169,65 @@ pub async fn due_for_confirmation(
 /// is left out, so it never gets a second event.
 pub async fn mark_final_many(
     tx: &mut Tx,
-    moves: &[(&str, &str)],
+    moves: &[FinalMove<'_>],
     now: i64,
 ) -> AppResult<Vec<String>> {
-    let rows: Vec<serde_json::Value> = moves
-        .iter()
-        .map(|(id, status)| serde_json::json!({"id": id, "status": status}))
-        .collect();
     // `+status` keeps SQLite on the primary key (see deliveries::apply_outcomes).
     Ok(sqlx::query_scalar(
-        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status FROM json_each($1)) \
-         UPDATE payments SET status = m.status, confirmed_at = $2, updated_at = $2 FROM m \
-         WHERE payments.id = m.id AND +payments.status = 'detected' RETURNING payments.id",
+        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, \
+         value ->> 'tx_hash' AS tx_hash, value ->> 'block_number' AS block_number, \
+         value ->> 'received_amount' AS received, value ->> 'reported_amount' AS reported \
+         FROM json_each($1)) \
+         UPDATE payments SET status = m.status, confirmed_at = $2, updated_at = $2, \
+         block_number = COALESCE(m.block_number, payments.block_number), \
+         received_amount = COALESCE(m.received, payments.received_amount), \
+         reported_amount = COALESCE(m.reported, payments.reported_amount) FROM m \
+         WHERE payments.id = m.id AND +payments.status = 'detected' \
+         AND (m.tx_hash IS NULL OR payments.tx_hash = m.tx_hash) RETURNING payments.id",
     )
-    .bind(serde_json::Value::Array(rows).to_string())
+    .bind(serde_json::to_string(moves).unwrap_or_default())
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// A detected payment and the transaction a chain check was about.
+#[derive(Debug, Serialize)]
+pub struct Sighting<'a> {
+    pub id: &'a str,
+    pub tx_hash: &'a str,
+    /// The block the transaction is in now (for [`move_blocks_many`]).
+    pub block_number: i64,
+}
+
+/// Records that detected payments' transactions moved to another block:
+/// their confirmations are counted from there. Returns how many moved.
+pub async fn move_blocks_many(tx: &mut Tx, moves: &[Sighting<'_>], now: i64) -> AppResult<u64> {
+    let done = sqlx::query(
+        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash, \
+         value ->> 'block_number' AS block_number FROM json_each($1)) \
+         UPDATE payments SET block_number = m.block_number, updated_at = $2 FROM m \
+         WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash",
+    )
+    .bind(serde_json::to_string(moves).unwrap_or_default())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// `detected` → `pending` for payments whose transaction left the chain (or
+/// failed, or pays someone else): the detection is cleared so the payment
+/// can be detected again. Returns the ids moved.
+pub async fn reopen_many(tx: &mut Tx, items: &[Sighting<'_>], now: i64) -> AppResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash FROM json_each($1)) \
+         UPDATE payments SET status = 'pending', tx_hash = NULL, received_amount = NULL, \
+         reported_amount = NULL, block_number = NULL, detected_at = NULL, updated_at = $2 FROM m \
+         WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash \
+         RETURNING payments.id",
+    )
+    .bind(serde_json::to_string(items).unwrap_or_default())
     .bind(now)
     .fetch_all(&mut **tx)
     .await?)

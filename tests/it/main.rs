@@ -8,6 +8,8 @@ mod cli;
 mod config_errors;
 mod crash;
 mod delivery;
+mod evm;
+mod ganache;
 mod logs;
 mod retries;
 mod safety;

@@ -267,6 +267,7 @@ impl Env {
         .unwrap();
         payments::detect(
             &self.store,
+            &self.cfg,
             &p.id,
             Detection {
                 tx_hash: format!("0x{reference}"),
@@ -319,6 +320,9 @@ fn toml_of(cfg: &Config) -> String {
     );
     for (name, c) in &cfg.chains {
         s += &format!("[chains.{name}]\nconfirmations = {}\n", c.confirmations);
+        if let Some(url) = &c.rpc_url {
+            s += &format!("rpc_url = {url:?}\n");
+        }
     }
     let d = &cfg.delivery;
     s += &format!(

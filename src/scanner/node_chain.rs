@@ -1,0 +1,204 @@
+//! One scan of a chain that has a node (`chains.<name>.rpc_url`): read the
+//! head, then walk the payments the head makes due, look their transactions
+//! up in batches and apply the verdicts of [`check::judge`] — confirmations,
+//! block moves and reopenings with their events — one write transaction per
+//! page. The node is asked before the write lock is taken; every update is
+//! conditional on the payment still being detected with the same tx_hash,
+//! so a concurrent scanner or a new sighting is never overwritten.
+//!
+//! Any node failure ends the chain's scan before anything else is written
+//! (pages already applied were judged on good answers and stay).
+
+use std::collections::HashSet;
+
+use super::check::{self, Verdict};
+use super::node::{Node, NodeError};
+use super::{emit, Change, ScanReport};
+use crate::error::AppError;
+use crate::events::EventType;
+use crate::store::payments::{self, FinalMove, Payment, Sighting};
+use crate::store::{chains, Store};
+use crate::time::now_ms;
+
+#[derive(Debug)]
+pub enum Failure {
+    Node(NodeError),
+    Store(AppError),
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<NodeError> for Failure {
+    fn from(e: NodeError) -> Self {
+        Failure::Node(e)
+    }
+}
+
+/// Scans `chain` against its node; returns the head read.
+pub async fn scan(
+    store: &Store,
+    chain: &str,
+    confirmations: i64,
+    node: &Node,
+    batch: i64,
+    report: &mut ScanReport,
+) -> Result<i64, Failure> {
+    let head = node.head().await?;
+    if let Some(known) = chains::advance_head(store, chain, head, now_ms()).await? {
+        return Err(NodeError::HeadBackwards { known, got: head }.into());
+    }
+    // Due by the block stored at detection; the receipt's block decides.
+    let max_block = head - confirmations + 1;
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = payments::due_for_confirmation(
+            store.pool(),
+            chain,
+            max_block,
+            after.as_ref().map(|(b, id)| (*b, id.as_str())),
+            batch,
+        )
+        .await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.block_number.unwrap_or(0), last.id.clone()));
+        let wanted: Vec<(&str, bool)> = page
+            .iter()
+            .map(|p| (p.tx_hash.as_deref().unwrap_or_default(), p.token.is_none()))
+            .collect();
+        let found = node.lookups(&wanted).await?;
+        let verdicts: Vec<Verdict> = page
+            .iter()
+            .zip(&found)
+            .map(|(p, f)| check::judge(p, f, head, confirmations))
+            .collect();
+        apply(store, &page, &verdicts, head, report).await?;
+        if (page.len() as i64) < batch {
+            break;
+        }
+    }
+    Ok(head)
+}
+
+async fn apply(
+    store: &Store,
+    page: &[Payment],
+    verdicts: &[Verdict],
+    head: i64,
+    report: &mut ScanReport,
+) -> Result<(), AppError> {
+    let now = now_ms();
+    let mut finals = Vec::new();
+    let mut moves = Vec::new();
+    let mut reopens = Vec::new();
+    for (p, v) in page.iter().zip(verdicts) {
+        let tx_hash = p.tx_hash.as_deref().unwrap_or_default();
+        match v {
+            Verdict::Confirm {
+                status,
+                block,
+                onchain_amount,
+            } => finals.push(FinalMove {
+                id: &p.id,
+                status,
+                tx_hash: Some(tx_hash),
+                block_number: Some(*block),
+                received_amount: onchain_amount.as_deref(),
+                reported_amount: onchain_amount.as_ref().and(p.received_amount.as_deref()),
+            }),
+            Verdict::Wait { block } if p.block_number != Some(*block) => moves.push(Sighting {
+                id: &p.id,
+                tx_hash,
+                block_number: *block,
+            }),
+            Verdict::Wait { .. } => {}
+            Verdict::Reopen { .. } => reopens.push(Sighting {
+                id: &p.id,
+                tx_hash,
+                block_number: p.block_number.unwrap_or_default(),
+            }),
+        }
+    }
+    if finals.is_empty() && moves.is_empty() && reopens.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.begin_write().await?;
+    let confirmed: HashSet<String> = if finals.is_empty() {
+        HashSet::new()
+    } else {
+        payments::mark_final_many(&mut tx, &finals, now)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    if !moves.is_empty() {
+        payments::move_blocks_many(&mut tx, &moves, now).await?;
+    }
+    let reopened: HashSet<String> = if reopens.is_empty() {
+        HashSet::new()
+    } else {
+        payments::reopen_many(&mut tx, &reopens, now)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut changes = Vec::new();
+    for (p, v) in page.iter().zip(verdicts) {
+        match v {
+            Verdict::Confirm {
+                status,
+                block,
+                onchain_amount,
+            } if confirmed.contains(&p.id) => {
+                let payment = Payment {
+                    status: status.to_string(),
+                    block_number: Some(*block),
+                    received_amount: onchain_amount.clone().or(p.received_amount.clone()),
+                    reported_amount: onchain_amount.as_ref().and(p.received_amount.clone()),
+                    confirmed_at: Some(now),
+                    updated_at: now,
+                    ..p.clone()
+                };
+                let Some(kind) = EventType::for_payment_status(status) else {
+                    continue;
+                };
+                changes.push(Change {
+                    payment,
+                    kind,
+                    head: Some(head),
+                    reason: None,
+                });
+            }
+            Verdict::Reopen { reason } if reopened.contains(&p.id) => {
+                tracing::warn!(
+                    payment_id = %p.id,
+                    chain = %p.chain,
+                    reason,
+                    "payment back to pending: its transaction no longer counts"
+                );
+                // The event names the transaction that left, so the
+                // merchant can tell which sighting it was.
+                changes.push(Change {
+                    payment: Payment {
+                        status: "pending".into(),
+                        updated_at: now,
+                        ..p.clone()
+                    },
+                    kind: EventType::Reorged,
+                    head: None,
+                    reason: Some(reason),
+                });
+            }
+            _ => {}
+        }
+    }
+    let queued = emit(&mut tx, store, &changes, now).await?;
+    for c in &changes {
+        report.add(&c.payment.status, c.kind);
+    }
+    store.commit(tx, queued).await?;
+    Ok(())
+}
