@@ -92,9 +92,13 @@ pub async fn scan_once(store: &Store, cfg: &Config) -> AppResult<ScanReport> {
             match node_chain::scan(store, chain, c.confirmations as i64, &node, batch, &mut report)
                 .await
             {
-                Ok(_) => {}
+                Ok(head) => {
+                    crate::metrics::chain_node(chain, true, None);
+                    crate::metrics::chain_head(chain, head);
+                }
                 Err(Failure::Store(e)) => return Err(e),
                 Err(Failure::Node(e)) => {
+                    crate::metrics::chain_node(chain, false, Some(e.kind()));
                     tracing::warn!(chain = %chain, node = %node.origin(), kind = e.kind(), error = %e, "chain node failing");
                     report.node_errors.push(NodeFailure {
                         chain: chain.clone(),

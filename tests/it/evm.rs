@@ -377,6 +377,7 @@ async fn a_misbehaving_node_confirms_nothing_and_holds_up_nothing_else() {
         (format!("http://{rpc_error}/"), "rpc_error"),
         (format!("http://{http_502}/"), "http_status"),
     ];
+    payhook::metrics::install();
     for (i, (url, kind)) in cases.iter().enumerate() {
         let env = env_with_node(url).await;
         let m = env.merchant("http://127.0.0.1:9/none").await;
@@ -404,6 +405,12 @@ async fn a_misbehaving_node_confirms_nothing_and_holds_up_nothing_else() {
         assert_eq!(r.node_errors.len(), 1, "case {i}: {r:?}");
         assert_eq!(r.node_errors[0].chain, "dev");
         assert_eq!(r.node_errors[0].kind, *kind, "case {i}: {r:?}");
+        let metrics = payhook::metrics::render(&env.store).await.unwrap();
+        let counted = format!("payhook_chain_node_errors_total{{chain=\"dev\",kind=\"{kind}\"}}");
+        assert!(
+            metrics.contains(&counted),
+            "case {i}: {counted} in\n{metrics}"
+        );
     }
 }
 
