@@ -211,12 +211,12 @@ async fn healthy_drain(
     let target = n as i64;
     let id = healthy.merchant.id.clone();
     let done = || async {
-        sqlx::query_scalar::<_, i64>(
+        payhook::on_db!(store.db(), |db, _pg| sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM deliveries WHERE merchant_id = $1 AND status = 'succeeded'",
         )
         .bind(&id)
-        .fetch_one(store.pool())
-        .await
+        .fetch_one(db)
+        .await)
         .unwrap()
     };
     let pipeline = Pipeline::start(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::store::Store;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -100,11 +100,7 @@ pub async fn render(store: &Store) -> AppResult<String> {
         .unwrap_or_default();
     let (pending, succeeded, dead) = crate::store::deliveries::count_by_status(store).await?;
     let (due, scheduled) = crate::delivery::queue::depth(store).await?;
-    let dlq: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE resubmitted_at IS NULL")
-            .fetch_one(store.pool())
-            .await
-            .map_err(AppError::from)?;
+    let dlq = crate::store::dead_letters::count_open(store).await?;
     out.push_str(&format!(
         "# HELP payhook_deliveries Deliveries by status.\n# TYPE payhook_deliveries gauge\n\
          payhook_deliveries{{status=\"pending\"}} {pending}\npayhook_deliveries{{status=\"succeeded\"}} {succeeded}\n\

@@ -2,12 +2,19 @@
 //! never starves new events; jobs pushed inside the caller's transaction;
 //! workers with explicit names, concurrency, poll interval and batch size;
 //! pruning of finished jobs.
+//!
+//! The backends differ here and only here: SQLite uses apalis-sqlite's
+//! `Jobs` table (run_at in unix seconds), Postgres apalis-postgres'
+//! `apalis.jobs` (run_at a timestamptz, picked with `FOR UPDATE SKIP
+//! LOCKED`, new jobs announced with LISTEN/NOTIFY). Each statement below has
+//! its two spellings side by side.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::ext::poll_strategy::Strategy;
+use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -16,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::sender::Sender;
 use crate::error::{AppError, AppResult};
-use crate::store::{Store, Tx};
+use crate::store::{id_list, Db, Store, Tx};
+use crate::{on_db, on_tx};
 
 /// One job = one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +79,14 @@ impl QueueSignal {
 
 /// Creates apalis' tables. (Not `SqliteStorage::setup`, which would also
 /// switch one connection to `synchronous = OFF`.)
-pub async fn setup(pool: &sqlx::SqlitePool) -> AppResult<()> {
+pub async fn setup(db: &Db) -> AppResult<()> {
+    let pool = match db {
+        Db::Sqlite(pool) => pool,
+        Db::Pg(pool) => {
+            PostgresStorage::<()>::migrations().run(pool).await?;
+            return Ok(());
+        }
+    };
     SqliteStorage::<()>::migrations().run(pool).await?;
     // apalis' pick query orders by (priority DESC, run_at, id) within a
     // queue; this index serves it in order instead of sorting every pending
@@ -116,14 +131,19 @@ pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppRes
             })
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
-         SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
-         value ->> 'run_at', 0, '{}' FROM json_each($1)",
-    )
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(&mut **tx)
-    .await?;
+    let rows = serde_json::Value::Array(rows).to_string();
+    on_tx!(tx, |c, pg| {
+        let sql = if pg {
+            "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
+             SELECT convert_to(value ->> 'job', 'UTF8'), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
+             to_timestamp(CAST(value ->> 'run_at' AS BIGINT)), 0, ''::hstore FROM json_array_elements($1::json)"
+        } else {
+            "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
+             SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
+             value ->> 'run_at', 0, '{}' FROM json_each($1)"
+        };
+        sqlx::query(sql).bind(rows).execute(c).await.map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -134,49 +154,75 @@ pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppRes
     if delivery_ids.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "DELETE FROM Jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
-         AND CAST(job AS TEXT) ->> 'delivery_id' IN (SELECT value FROM json_each($1))",
-    )
-    .bind(serde_json::to_string(delivery_ids).unwrap_or_default())
-    .bind(Lane::First.queue())
-    .bind(Lane::Retry.queue())
-    .execute(&mut **tx)
-    .await?;
+    on_tx!(tx, |c, pg| {
+        let sql = if pg {
+            "DELETE FROM apalis.jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
+             AND CAST(convert_from(job, 'UTF8') AS json) ->> 'delivery_id' IN \
+             (SELECT value ->> 'id' FROM json_array_elements($1::json))"
+        } else {
+            "DELETE FROM Jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
+             AND CAST(job AS TEXT) ->> 'delivery_id' IN (SELECT value ->> 'id' FROM json_each($1))"
+        };
+        sqlx::query(sql)
+            .bind(id_list(delivery_ids))
+            .bind(Lane::First.queue())
+            .bind(Lane::Retry.queue())
+            .execute(c)
+            .await
+            .map(|_| ())
+    })?;
     Ok(())
 }
 
 /// Holds every waiting job of `endpoint`'s pending deliveries until
 /// `until_ms` (never brings one earlier).
 pub async fn park_endpoint(tx: &mut Tx, endpoint: &str, until_ms: i64) -> AppResult<()> {
-    sqlx::query(
-        "UPDATE Jobs SET run_at = MAX(run_at, $2) WHERE status = 'Pending' AND job_type IN ($3, $4) \
-         AND CAST(job AS TEXT) ->> 'delivery_id' IN \
-         (SELECT id FROM deliveries WHERE endpoint = $1 AND status = 'pending')",
-    )
-    .bind(endpoint)
-    .bind((until_ms.max(0) as u64).div_ceil(1000) as i64)
-    .bind(Lane::First.queue())
-    .bind(Lane::Retry.queue())
-    .execute(&mut **tx)
-    .await?;
+    on_tx!(tx, |c, pg| {
+        let sql = if pg {
+            "UPDATE apalis.jobs SET run_at = GREATEST(run_at, to_timestamp($2)) \
+             WHERE status = 'Pending' AND job_type IN ($3, $4) \
+             AND CAST(convert_from(job, 'UTF8') AS json) ->> 'delivery_id' IN \
+             (SELECT id FROM deliveries WHERE endpoint = $1 AND status = 'pending')"
+        } else {
+            "UPDATE Jobs SET run_at = MAX(run_at, $2) WHERE status = 'Pending' AND job_type IN ($3, $4) \
+             AND CAST(job AS TEXT) ->> 'delivery_id' IN \
+             (SELECT id FROM deliveries WHERE endpoint = $1 AND status = 'pending')"
+        };
+        sqlx::query(sql)
+            .bind(endpoint)
+            .bind((until_ms.max(0) as u64).div_ceil(1000) as i64)
+            .bind(Lane::First.queue())
+            .bind(Lane::Retry.queue())
+            .execute(c)
+            .await
+            .map(|_| ())
+    })?;
     Ok(())
 }
 
 /// Makes the queued jobs of a merchant's pending deliveries due now (after
 /// `merchant enable`, so they do not wait out their deferral).
 pub async fn make_due_for_merchant(tx: &mut Tx, merchant_id: &str) -> AppResult<()> {
-    sqlx::query(
-        "UPDATE Jobs SET run_at = CAST(strftime('%s', 'now') AS INTEGER) \
-         WHERE status = 'Pending' AND job_type IN ($2, $3) \
-         AND CAST(job AS TEXT) ->> 'delivery_id' IN \
-         (SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending')",
-    )
-    .bind(merchant_id)
-    .bind(Lane::First.queue())
-    .bind(Lane::Retry.queue())
-    .execute(&mut **tx)
-    .await?;
+    on_tx!(tx, |c, pg| {
+        let sql = if pg {
+            "UPDATE apalis.jobs SET run_at = now() \
+             WHERE status = 'Pending' AND job_type IN ($2, $3) \
+             AND CAST(convert_from(job, 'UTF8') AS json) ->> 'delivery_id' IN \
+             (SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending')"
+        } else {
+            "UPDATE Jobs SET run_at = CAST(strftime('%s', 'now') AS INTEGER) \
+             WHERE status = 'Pending' AND job_type IN ($2, $3) \
+             AND CAST(job AS TEXT) ->> 'delivery_id' IN \
+             (SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending')"
+        };
+        sqlx::query(sql)
+            .bind(merchant_id)
+            .bind(Lane::First.queue())
+            .bind(Lane::Retry.queue())
+            .execute(c)
+            .await
+            .map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -231,12 +277,18 @@ pub async fn finish_many(tx: &mut Tx, job_ids: &[&str]) -> AppResult<()> {
     if job_ids.is_empty() {
         return Ok(());
     }
-    let ids = serde_json::to_string(job_ids)
-        .map_err(|e| AppError::internal(format!("encode job ids: {e}")))?;
-    sqlx::query("DELETE FROM Jobs WHERE id IN (SELECT value FROM json_each($1))")
-        .bind(ids)
-        .execute(&mut **tx)
-        .await?;
+    on_tx!(tx, |c, pg| {
+        let sql = if pg {
+            "DELETE FROM apalis.jobs WHERE id IN (SELECT value ->> 'id' FROM json_array_elements($1::json))"
+        } else {
+            "DELETE FROM Jobs WHERE id IN (SELECT value ->> 'id' FROM json_each($1))"
+        };
+        sqlx::query(sql)
+            .bind(id_list(job_ids))
+            .execute(c)
+            .await
+            .map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -255,16 +307,23 @@ pub async fn run_workers(
     ] {
         let heartbeat = Duration::from_secs(2);
         let missed = (settings.orphan_after.as_secs() / 2).max(2) as usize;
-        let config = apalis_sqlite::Config::default()
-            .queue(lane.queue())
-            .batch_size(settings.batch_size)
-            .heartbeat_interval(heartbeat)
-            .missed_heartbeats(missed)
-            // `fetch` already marks jobs Queued and owned by this worker;
-            // the extra Running update per job buys nothing here.
-            .lock_tasks(false);
+        // Same settings for both backends' Config types.
+        macro_rules! lane_config {
+            ($config:ty) => {
+                <$config>::default()
+                    .queue(lane.queue())
+                    .batch_size(settings.batch_size)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(missed)
+                    // `fetch` already marks jobs Queued and owned by this
+                    // worker; the extra Running update per job buys nothing.
+                    .lock_tasks(false)
+            };
+        }
+        let sqlite_config = lane_config!(apalis_sqlite::Config);
+        let pg_config = lane_config!(apalis_postgres::Config);
         let signal = store.signal().clone();
-        let pool = store.queue_pool().clone();
+        let db = store.queue_db().clone();
         let sender = sender.clone();
         let poll_interval = settings.poll_interval;
         let name = format!("{}-{instance}", lane.queue());
@@ -283,35 +342,47 @@ pub async fn run_workers(
                 let mut generation = 0u32;
                 let mut pause = Duration::from_secs(1);
                 loop {
+                    // Woken by this process's commits, by other processes'
+                    // inserts (Postgres NOTIFY, see `listen_for_jobs`), and
+                    // polled every `poll_interval` for jobs that came due.
                     let strategy = Strategy::new()
                         .stream(signal.stream())
                         .interval(poll_interval);
-                    let backend = SqliteStorage::<DeliveryJob>::new(&pool)
-                        .with_config(config.clone())
-                        .poll_with_strategy(strategy);
-                    let worker = WorkerBuilder::new(format!("{name}-{generation}"))
-                        .backend(backend)
-                        .concurrency(concurrency)
-                        .parallelize(|job| tokio::spawn(job))
-                        .data(sender.clone())
-                        .build(handle);
                     let stop = token.clone();
                     let started = std::time::Instant::now();
-                    let result = worker
-                        .run_with_ctx(move |ctx| {
-                            let stop = stop.clone();
-                            async move {
-                                stop.cancelled().await;
-                                // apalis refuses `stop` before the worker has
-                                // started; retry until it takes, or the
-                                // worker would never learn to stop.
-                                while ctx.stop().is_err() {
-                                    tokio::time::sleep(Duration::from_millis(20)).await;
-                                }
-                                Ok(())
-                            }
-                        })
-                        .await;
+                    macro_rules! run_lane {
+                        ($backend:expr) => {
+                            WorkerBuilder::new(format!("{name}-{generation}"))
+                                .backend($backend)
+                                .concurrency(concurrency)
+                                .parallelize(|job| tokio::spawn(job))
+                                .data(sender.clone())
+                                .build(handle)
+                                .run_with_ctx(move |ctx| {
+                                    let stop = stop.clone();
+                                    async move {
+                                        stop.cancelled().await;
+                                        // apalis refuses `stop` before the worker
+                                        // has started; retry until it takes, or
+                                        // the worker would never learn to stop.
+                                        while ctx.stop().is_err() {
+                                            tokio::time::sleep(Duration::from_millis(20)).await;
+                                        }
+                                        Ok(())
+                                    }
+                                })
+                                .await
+                                .map_err(|e| e.to_string())
+                        };
+                    }
+                    let result = match &db {
+                        Db::Sqlite(pool) => run_lane!(SqliteStorage::<DeliveryJob>::new(pool)
+                            .with_config(sqlite_config.clone())
+                            .poll_with_strategy(strategy)),
+                        Db::Pg(pool) => run_lane!(PostgresStorage::<DeliveryJob>::new(pool)
+                            .with_config(pg_config.clone())
+                            .poll_with_strategy(strategy)),
+                    };
                     if token.is_cancelled() {
                         return Ok::<(), String>(());
                     }
@@ -333,6 +404,13 @@ pub async fn run_workers(
         }));
     }
     let pruner = tokio::spawn(prune_loop(store.clone(), shutdown.clone()));
+    if let Db::Pg(pool) = store.queue_db() {
+        tokio::spawn(listen_for_jobs(
+            pool.clone(),
+            store.signal().clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut result = Ok(());
     let mut lanes: futures::stream::FuturesUnordered<_> = handles.into_iter().collect();
     loop {
@@ -376,6 +454,45 @@ pub async fn run_workers(
     result
 }
 
+/// Postgres: wakes this process's workers when any process inserts a due
+/// delivery job (apalis' trigger NOTIFYs `apalis::job::insert`), so pickup
+/// across processes does not wait for the poll. The listener reconnects by
+/// itself after an outage; meanwhile the poll still finds every job.
+async fn listen_for_jobs(pool: sqlx::PgPool, signal: QueueSignal, shutdown: CancellationToken) {
+    let mut listener: Option<sqlx::postgres::PgListener> = None;
+    loop {
+        if listener.is_none() {
+            let connect = async {
+                let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                l.listen("apalis::job::insert").await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                l = connect => match l {
+                    Ok(l) => listener = Some(l),
+                    Err(_) => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                },
+            }
+        }
+        let Some(l) = listener.as_mut() else { continue };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = l.recv() => match n {
+                Ok(n) if n.payload().contains("payhook.deliveries.") => signal.wake(),
+                Ok(_) => {}
+                Err(_) => listener = None,
+            },
+        }
+    }
+}
+
 /// Jobs that finished without an outcome write (stale re-runs) are left to
 /// apalis' ack; they are pruned a minute later. The `deliveries` and
 /// `delivery_attempts` tables are the record, the queue is only a queue.
@@ -392,30 +509,62 @@ async fn prune_loop(store: Store, shutdown: CancellationToken) {
 }
 
 pub async fn prune(store: &Store) -> AppResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL \
-         AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - 60",
-    )
-    .execute(store.pool())
-    .await?;
-    sqlx::query(
-        "DELETE FROM Workers WHERE last_seen < CAST(strftime('%s', 'now') AS INTEGER) - 3600 \
-         AND id NOT IN (SELECT lock_by FROM Jobs WHERE lock_by IS NOT NULL)",
-    )
-    .execute(store.pool())
-    .await?;
-    Ok(done.rows_affected())
+    let done = on_db!(store.db(), |db, pg| {
+        let sql = if pg {
+            "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL \
+             AND done_at < now() - interval '60 seconds'"
+        } else {
+            "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL \
+             AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - 60"
+        };
+        sqlx::query(sql)
+            .execute(db)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    on_db!(store.db(), |db, pg| {
+        let sql = if pg {
+            "DELETE FROM apalis.workers WHERE last_seen < now() - interval '1 hour' \
+             AND id NOT IN (SELECT lock_by FROM apalis.jobs WHERE lock_by IS NOT NULL)"
+        } else {
+            "DELETE FROM Workers WHERE last_seen < CAST(strftime('%s', 'now') AS INTEGER) - 3600 \
+             AND id NOT IN (SELECT lock_by FROM Jobs WHERE lock_by IS NOT NULL)"
+        };
+        sqlx::query(sql).execute(db).await.map(|_| ())
+    })?;
+    Ok(done)
 }
 
 /// Queue depth: (due now, scheduled for later) unfinished jobs.
 pub async fn depth(store: &Store) -> AppResult<(i64, i64)> {
-    Ok(sqlx::query_as(
-        "SELECT COALESCE(SUM(CASE WHEN run_at <= CAST(strftime('%s', 'now') AS INTEGER) THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN run_at > CAST(strftime('%s', 'now') AS INTEGER) THEN 1 ELSE 0 END), 0) \
-         FROM Jobs WHERE job_type IN ($1, $2) AND status IN ('Pending', 'Failed')",
-    )
-    .bind(Lane::First.queue())
-    .bind(Lane::Retry.queue())
-    .fetch_one(store.pool())
-    .await?)
+    Ok(on_db!(store.db(), |db, pg| {
+        let sql = if pg {
+            "SELECT COUNT(*) FILTER (WHERE run_at <= now()), COUNT(*) FILTER (WHERE run_at > now()) \
+             FROM apalis.jobs WHERE job_type IN ($1, $2) AND status IN ('Pending', 'Failed')"
+        } else {
+            "SELECT COALESCE(SUM(CASE WHEN run_at <= CAST(strftime('%s', 'now') AS INTEGER) THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN run_at > CAST(strftime('%s', 'now') AS INTEGER) THEN 1 ELSE 0 END), 0) \
+             FROM Jobs WHERE job_type IN ($1, $2) AND status IN ('Pending', 'Failed')"
+        };
+        sqlx::query_as(sql)
+            .bind(Lane::First.queue())
+            .bind(Lane::Retry.queue())
+            .fetch_one(db)
+            .await
+    })?)
+}
+
+/// Jobs waiting to run in one lane (tests, operators).
+pub async fn count(store: &Store, lane: Lane) -> AppResult<i64> {
+    Ok(on_db!(store.db(), |db, pg| {
+        let sql = if pg {
+            "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND status IN ('Pending', 'Failed')"
+        } else {
+            "SELECT COUNT(*) FROM Jobs WHERE job_type = $1 AND status IN ('Pending', 'Failed')"
+        };
+        sqlx::query_scalar(sql)
+            .bind(lane.queue())
+            .fetch_one(db)
+            .await
+    })?)
 }

@@ -167,7 +167,7 @@ async fn confirm_batch(
     };
     // confirmations = head - block_number + 1 >= required
     let max_block = head - confirmations + 1;
-    let due = payments::due_for_confirmation(&mut *tx, chain, max_block, None, batch).await?;
+    let due = payments::due_for_confirmation(&mut tx, chain, max_block, None, batch, true).await?;
     if due.is_empty() {
         return Ok(0);
     }

@@ -55,14 +55,19 @@ pub async fn scan(
     let max_block = head - confirmations + 1;
     let mut after: Option<(i64, String)> = None;
     loop {
+        // Read outside any write transaction: the node is asked before a
+        // lock is taken, and the updates are conditional.
+        let mut read = store.begin_read().await?;
         let page = payments::due_for_confirmation(
-            store.pool(),
+            &mut read,
             chain,
             max_block,
             after.as_ref().map(|(b, id)| (*b, id.as_str())),
             batch,
+            false,
         )
         .await?;
+        drop(read);
         let Some(last) = page.last() else { break };
         after = Some((last.block_number.unwrap_or(0), last.id.clone()));
         let wanted: Vec<(&str, bool)> = page

@@ -1,5 +1,6 @@
 //! The `chains` table: the last known head height of each chain.
 
+use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
 use super::{Store, Tx};
@@ -14,34 +15,40 @@ pub struct ChainHead {
 
 /// Sets the head height (reported by the gateway or read from a node).
 pub async fn set_head(store: &Store, chain: &str, height: i64, now: i64) -> AppResult<()> {
-    sqlx::query(
+    on_db!(store.db(), |db, pg| sqlx::query(sql!(
+        pg,
         "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
-    )
+    ))
     .bind(chain)
     .bind(height)
     .bind(now)
-    .execute(store.pool())
-    .await?;
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 pub async fn list(store: &Store) -> AppResult<Vec<ChainHead>> {
-    Ok(
-        sqlx::query_as::<_, ChainHead>("SELECT name, head, updated_at FROM chains ORDER BY name")
-            .fetch_all(store.pool())
-            .await?,
-    )
+    Ok(on_db!(store.db(), |db, pg| {
+        sqlx::query_as::<_, ChainHead>(sql!(
+            pg,
+            "SELECT name, head, updated_at FROM chains ORDER BY name"
+        ))
+        .fetch_all(db)
+        .await
+    })?)
 }
 
 /// The stored head and when it was written.
 pub async fn head_in(tx: &mut Tx, chain: &str) -> AppResult<Option<(i64, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT head, updated_at FROM chains WHERE name = $1")
-            .bind(chain)
-            .fetch_optional(&mut **tx)
-            .await?,
-    )
+    Ok(on_tx!(tx, |c, pg| sqlx::query_as(sql!(
+        pg,
+        "SELECT head, updated_at FROM chains WHERE name = $1"
+    ))
+    .bind(chain)
+    .fetch_optional(c)
+    .await)?)
 }
 
 /// Records a head read from a node, unless it is below the stored one.
@@ -52,23 +59,25 @@ pub async fn advance_head(
     height: i64,
     now: i64,
 ) -> AppResult<Option<i64>> {
-    let written: Option<i64> = sqlx::query_scalar(
+    let written: Option<i64> = on_db!(store.db(), |db, pg| sqlx::query_scalar(sql!(
+        pg,
         "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at \
          WHERE excluded.head >= chains.head RETURNING head",
-    )
+    ))
     .bind(chain)
     .bind(height)
     .bind(now)
-    .fetch_optional(store.pool())
-    .await?;
+    .fetch_optional(db)
+    .await)?;
     if written.is_some() {
         return Ok(None);
     }
-    Ok(
-        sqlx::query_scalar("SELECT head FROM chains WHERE name = $1")
-            .bind(chain)
-            .fetch_optional(store.pool())
-            .await?,
-    )
+    Ok(on_db!(store.db(), |db, pg| sqlx::query_scalar(sql!(
+        pg,
+        "SELECT head FROM chains WHERE name = $1"
+    ))
+    .bind(chain)
+    .fetch_optional(db)
+    .await)?)
 }

@@ -1,6 +1,7 @@
 //! The `dead_letters` table (the DLQ). Policy — when to dead-letter, how to
 //! resubmit — lives in `delivery::dlq`; this module only reads and writes rows.
 
+use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
 use super::{Page, Store, Tx};
@@ -99,38 +100,40 @@ pub async fn insert_many(
         .iter()
         .map(|d| serde_json::json!({"dlq": ids::new_id(ids::DEAD_LETTER), "delivery": d}))
         .collect();
-    sqlx::query(
-        "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, url, attempts, reason, \
+    on_tx!(tx, |c, pg| {
+        sqlx::query(
+        sql!(pg, "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, url, attempts, reason, \
          last_status_code, last_error, dead_at) \
          SELECT j.value ->> 'dlq', d.id, d.event_id, d.merchant_id, d.url, d.attempts, $2, d.last_status_code, \
          d.last_error, $3 FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'delivery' \
-         WHERE true ON CONFLICT (delivery_id) DO NOTHING",
+         WHERE true ON CONFLICT (delivery_id) DO NOTHING",)
     )
     .bind(serde_json::Value::Array(rows).to_string())
     .bind(reason)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .execute(c)
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<DeadLetter> {
-    sqlx::query_as::<_, DeadLetter>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM dead_letters WHERE id = $1"
+    on_db!(store.db(), |db, pg| sqlx::query_as::<_, DeadLetter>(sql!(
+        pg,
+        concat!("SELECT ", columns!(), " FROM dead_letters WHERE id = $1")
     ))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(db)
+    .await)?
     .ok_or_else(|| AppError::not_found("dead letter", id))
 }
 
 pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<DeadLetter>> {
     filter.validate()?;
-    Ok(sqlx::query_as::<_, DeadLetter>(concat!("SELECT ", columns!(), " FROM dead_letters WHERE ($1 IS NULL OR merchant_id = $1) AND ($2 IS NULL OR reason = $2) \
+    Ok(on_db!(store.db(), |db, pg| {
+        sqlx::query_as::<_, DeadLetter>(sql!(pg, concat!("SELECT ", columns!(), " FROM dead_letters WHERE ($1 IS NULL OR merchant_id = $1) AND ($2 IS NULL OR reason = $2) \
          AND ($3 IS NULL OR dead_at >= $3) AND ($4 IS NULL OR dead_at < $4) \
-         AND ($5 = 0 OR resubmitted_at IS NULL) AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"))
+         AND ($5 = 0 OR resubmitted_at IS NULL) AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7")))
     .bind(&filter.merchant_id)
     .bind(&filter.reason)
     .bind(filter.since)
@@ -138,8 +141,9 @@ pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<
     .bind(filter.unresubmitted_only as i64)
     .bind(&page.cursor)
     .bind(page.limit)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(db)
+    .await
+    })?)
 }
 
 /// Marks a row resubmitted, only if it was not already; false if it was.
@@ -149,27 +153,38 @@ pub async fn mark_resubmitted(
     new_delivery_id: &str,
     now: i64,
 ) -> AppResult<bool> {
-    let done = sqlx::query(
+    let done = on_tx!(tx, |c, pg| sqlx::query(sql!(
+        pg,
         "UPDATE dead_letters SET resubmitted_at = $2, resubmitted_delivery_id = $3 \
          WHERE id = $1 AND resubmitted_at IS NULL",
-    )
+    ))
     .bind(id)
     .bind(now)
     .bind(new_delivery_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// Reads one row inside a write transaction (so a resubmit sees the latest state).
 pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<DeadLetter> {
-    sqlx::query_as::<_, DeadLetter>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM dead_letters WHERE id = $1"
+    on_tx!(tx, |c, pg| sqlx::query_as::<_, DeadLetter>(sql!(
+        pg,
+        concat!("SELECT ", columns!(), " FROM dead_letters WHERE id = $1")
     ))
     .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
+    .fetch_optional(c)
+    .await)?
     .ok_or_else(|| AppError::not_found("dead letter", id))
+}
+
+/// Dead letters not yet resubmitted (the DLQ size).
+pub async fn count_open(store: &Store) -> AppResult<i64> {
+    Ok(on_db!(store.db(), |db, pg| sqlx::query_scalar(sql!(
+        pg,
+        "SELECT COUNT(*) FROM dead_letters WHERE resubmitted_at IS NULL"
+    ))
+    .fetch_one(db)
+    .await)?)
 }

@@ -1,6 +1,7 @@
 //! The `deliveries` and `delivery_attempts` tables: what the sender loads
 //! for one attempt, and the batched write of attempt outcomes.
 
+use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
 use super::{endpoints, Page, Store};
@@ -91,20 +92,22 @@ impl std::fmt::Debug for AttemptContext {
 
 /// The contexts of many deliveries in one query (unknown ids are absent).
 pub async fn attempt_contexts(store: &Store, ids: &[String]) -> AppResult<Vec<AttemptContext>> {
-    let ids =
-        serde_json::to_string(ids).map_err(|e| AppError::internal(format!("encode ids: {e}")))?;
-    Ok(sqlx::query_as::<_, AttemptContext>(
-        "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let ids = super::id_list(&ids);
+    Ok(on_db!(store.db(), |db, pg| {
+        sqlx::query_as::<_, AttemptContext>(
+        sql!(pg, "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
          e.created_at AS event_created_at, \
          m.id AS merchant_id, m.status AS merchant_status, m.secret, m.previous_secret, \
          m.previous_secret_expires_at, m.signature_scheme, m.signature_header, m.signature_prefix, \
          m.headers, m.rate_limit_per_sec \
-         FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value JOIN events e ON e.id = d.event_id \
-         JOIN merchants m ON m.id = d.merchant_id",
+         FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'id' JOIN events e ON e.id = d.event_id \
+         JOIN merchants m ON m.id = d.merchant_id",)
     )
     .bind(ids)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(db)
+    .await
+    })?)
 }
 
 /// One recorded attempt (a row of `delivery_attempts`).
@@ -205,34 +208,40 @@ pub async fn apply_outcomes(
     if !attempted.is_empty() {
         // `+d.status` keeps SQLite from driving this by the status index
         // (all pending rows) instead of one primary-key lookup per outcome.
-        let applied: Vec<String> = sqlx::query_scalar(
-            "WITH o AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, value ->> 'attempt' AS attempt, \
-             value ->> 'next_at' AS next_at, value ->> 'code' AS code, value ->> 'error' AS error, \
-             value ->> 'completed' AS completed FROM json_each($1)) \
+        let applied: Vec<String> = on_tx!(&mut tx, |c, pg| {
+            sqlx::query_scalar(
+            sql!(pg, "WITH o AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, \
+             CAST(value ->> 'attempt' AS BIGINT) AS attempt, CAST(value ->> 'next_at' AS BIGINT) AS next_at, \
+             CAST(value ->> 'code' AS BIGINT) AS code, value ->> 'error' AS error, \
+             CAST(value ->> 'completed' AS BIGINT) AS completed FROM json_each($1)) \
              UPDATE deliveries SET status = o.status, attempts = o.attempt, next_attempt_at = o.next_at, \
              last_status_code = o.code, last_error = o.error, updated_at = $2, completed_at = o.completed \
              FROM o WHERE deliveries.id = o.id AND +deliveries.status = 'pending' \
-             AND deliveries.attempts = o.attempt - 1 RETURNING deliveries.id",
+             AND deliveries.attempts = o.attempt - 1 RETURNING deliveries.id",)
         )
         .bind(serde_json::Value::Array(attempted.clone()).to_string())
         .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(c)
+        .await
+        })?;
         let applied: std::collections::HashSet<String> = applied.into_iter().collect();
         let rows: Vec<&serde_json::Value> = attempted
             .iter()
             .filter(|o| o["id"].as_str().is_some_and(|id| applied.contains(id)))
             .collect();
         if !rows.is_empty() {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
+            on_tx!(&mut tx, |c, pg| {
+                sqlx::query(
+                sql!(pg, "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, \
                  error_kind, error, response_body) \
-                 SELECT value ->> 'id', value ->> 'attempt', value ->> 'started', value ->> 'ms', value ->> 'code', \
-                 value ->> 'kind', value ->> 'error', value ->> 'body' FROM json_each($1)",
+                 SELECT value ->> 'id', CAST(value ->> 'attempt' AS BIGINT), CAST(value ->> 'started' AS BIGINT), \
+                 CAST(value ->> 'ms' AS BIGINT), CAST(value ->> 'code' AS BIGINT), \
+                 value ->> 'kind', value ->> 'error', value ->> 'body' FROM json_each($1)",)
             )
             .bind(serde_json::to_string(&rows).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await.map(|r| r.rows_affected())
+            })?;
         }
         let mut retries = Vec::new();
         let mut dead: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
@@ -304,17 +313,20 @@ pub async fn apply_outcomes(
             .iter()
             .map(|(id, attempt, at, _)| serde_json::json!({"id": id, "attempt": attempt, "at": at}))
             .collect();
-        let applied: Vec<String> = sqlx::query_scalar(
-            "WITH o AS (SELECT value ->> 'id' AS id, value ->> 'attempt' AS attempt, value ->> 'at' AS at \
+        let applied: Vec<String> = on_tx!(&mut tx, |c, pg| {
+            sqlx::query_scalar(
+            sql!(pg, "WITH o AS (SELECT value ->> 'id' AS id, CAST(value ->> 'attempt' AS BIGINT) AS attempt, \
+             CAST(value ->> 'at' AS BIGINT) AS at \
              FROM json_each($1)) \
              UPDATE deliveries SET next_attempt_at = o.at, updated_at = $2 FROM o \
              WHERE deliveries.id = o.id AND +deliveries.status = 'pending' AND deliveries.attempts = o.attempt - 1 \
-             RETURNING deliveries.id",
+             RETURNING deliveries.id",)
         )
         .bind(serde_json::Value::Array(rows).to_string())
         .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(c)
+        .await
+        })?;
         let applied: std::collections::HashSet<String> = applied.into_iter().collect();
         let jobs: Vec<(DeliveryJob, i64, Lane)> = deferred
             .iter()
@@ -347,25 +359,26 @@ pub async fn apply_outcomes(
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Delivery> {
-    sqlx::query_as::<_, Delivery>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM deliveries WHERE id = $1"
+    on_db!(store.db(), |db, pg| sqlx::query_as::<_, Delivery>(sql!(
+        pg,
+        concat!("SELECT ", columns!(), " FROM deliveries WHERE id = $1")
     ))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(db)
+    .await)?
     .ok_or_else(|| AppError::not_found("delivery", id))
 }
 
 pub async fn attempts(store: &Store, delivery_id: &str) -> AppResult<Vec<Attempt>> {
-    Ok(sqlx::query_as::<_, Attempt>(
-        "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body \
-         FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+    Ok(on_db!(store.db(), |db, pg| {
+        sqlx::query_as::<_, Attempt>(
+        sql!(pg, "SELECT delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body \
+         FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",)
     )
     .bind(delivery_id)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(db)
+    .await
+    })?)
 }
 
 pub async fn list(
@@ -382,29 +395,35 @@ pub async fn list(
             )));
         }
     }
-    Ok(sqlx::query_as::<_, Delivery>(concat!(
+    Ok(on_db!(store.db(), |db, pg| sqlx::query_as::<_, Delivery>(
+        sql!(
+            pg,
+            concat!(
         "SELECT ",
         columns!(),
         " FROM deliveries WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR merchant_id = $2) \
          AND ($3 IS NULL OR event_id = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-    ))
+    )
+        )
+    )
     .bind(status)
     .bind(merchant_id)
     .bind(event_id)
     .bind(&page.cursor)
     .bind(page.limit)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(db)
+    .await)?)
 }
 
 /// Counts by status, for progress displays and the bench.
 pub async fn count_by_status(store: &Store) -> AppResult<(i64, i64, i64)> {
-    let row: (i64, i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) FROM deliveries",
-    )
-    .fetch_one(store.pool())
-    .await?;
+    let row: (i64, i64, i64) = on_db!(store.db(), |db, pg| sqlx::query_as(sql!(
+        pg,
+        "SELECT COUNT(CASE WHEN status = 'pending' THEN 1 END), \
+         COUNT(CASE WHEN status = 'succeeded' THEN 1 END), \
+         COUNT(CASE WHEN status = 'dead' THEN 1 END) FROM deliveries",
+    ))
+    .fetch_one(db)
+    .await)?;
     Ok(row)
 }

@@ -2,6 +2,7 @@
 //! an event, its delivery row and its queue job always happens in the
 //! caller's transaction, together with the state change that caused it.
 
+use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
 use super::{Store, Tx};
@@ -147,15 +148,17 @@ async fn insert_events(tx: &mut Tx, rows: &[EventRow], now: i64) -> AppResult<Ve
     if rows.is_empty() {
         return Ok(vec![]);
     }
-    sqlx::query(
+    on_tx!(tx, |c, pg| sqlx::query(sql!(
+        pg,
         "INSERT INTO events (id, merchant_id, payment_id, type, payload, created_at) \
          SELECT value ->> 'id', value ->> 'merchant_id', value ->> 'payment_id', value ->> 'type', \
          value ->> 'payload', $2 FROM json_each($1)",
-    )
+    ))
     .bind(to_json(rows)?)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     let mut ids = Vec::with_capacity(rows.len());
     let mut new = Vec::new();
     for r in rows {
@@ -202,16 +205,18 @@ async fn insert_deliveries(tx: &mut Tx, rows: &[NewDelivery], now: i64) -> AppRe
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, next_attempt_at, \
+    on_tx!(tx, |c, pg| {
+        sqlx::query(
+        sql!(pg, "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, next_attempt_at, \
          created_at, updated_at) \
          SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', value ->> 'endpoint', \
-         'pending', 0, $2, $2, $2 FROM json_each($1)",
+         'pending', 0, $2, $2, $2 FROM json_each($1)",)
     )
     .bind(to_json(rows)?)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .execute(c)
+    .await.map(|r| r.rows_affected())
+    })?;
     let jobs: Vec<(DeliveryJob, i64, Lane)> = rows
         .iter()
         .map(|r| (DeliveryJob::first(&r.id), now, Lane::First))
@@ -238,33 +243,36 @@ fn to_json<T: serde::Serialize + ?Sized>(rows: &T) -> AppResult<String> {
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Event> {
-    sqlx::query_as::<_, Event>(
+    on_db!(store.db(), |db, pg| sqlx::query_as::<_, Event>(sql!(
+        pg,
         "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE id = $1",
-    )
+    ))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(db)
+    .await)?
     .ok_or_else(|| AppError::not_found("event", id))
 }
 
 pub async fn list_for_payment(store: &Store, payment_id: &str) -> AppResult<Vec<Event>> {
-    Ok(sqlx::query_as::<_, Event>(
-        "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE payment_id = $1 ORDER BY id",
+    Ok(on_db!(store.db(), |db, pg| {
+        sqlx::query_as::<_, Event>(
+        sql!(pg, "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE payment_id = $1 ORDER BY id",)
     )
     .bind(payment_id)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(db)
+    .await
+    })?)
 }
 
 /// Where an event goes now: its payment's `callback_url`, else the
 /// merchant's current `webhook_url`.
 pub async fn current_target(tx: &mut Tx, event_id: &str) -> AppResult<String> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(p.callback_url, m.webhook_url) FROM events e JOIN merchants m ON m.id = e.merchant_id \
-         LEFT JOIN payments p ON p.id = e.payment_id WHERE e.id = $1",
+    on_tx!(tx, |c, pg| sqlx::query_scalar(
+        sql!(pg, "SELECT COALESCE(p.callback_url, m.webhook_url) FROM events e JOIN merchants m ON m.id = e.merchant_id \
+         LEFT JOIN payments p ON p.id = e.payment_id WHERE e.id = $1",)
     )
     .bind(event_id)
-    .fetch_optional(&mut **tx)
-    .await?
+    .fetch_optional(c)
+    .await)?
     .ok_or_else(|| AppError::not_found("event", event_id))
 }

@@ -1,5 +1,6 @@
 //! The `merchants` table: endpoints, secrets, signing scheme, filters.
 
+use crate::{on_db, on_tx, sql};
 use std::fmt;
 
 use serde::Serialize;
@@ -86,11 +87,12 @@ macro_rules! columns {
 }
 
 pub async fn insert(store: &Store, m: &Merchant) -> AppResult<()> {
-    sqlx::query(
-        "INSERT INTO merchants (id, name, webhook_url, secret, previous_secret, previous_secret_expires_at, \
+    on_db!(store.db(), |db, pg| {
+        sqlx::query(
+        sql!(pg, "INSERT INTO merchants (id, name, webhook_url, secret, previous_secret, previous_secret_expires_at, \
          signature_scheme, signature_header, signature_prefix, headers, event_types, rate_limit_per_sec, \
          status, disabled_reason, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",)
     )
     .bind(&m.id)
     .bind(&m.name)
@@ -107,16 +109,18 @@ pub async fn insert(store: &Store, m: &Merchant) -> AppResult<()> {
     .bind(&m.status)
     .bind(&m.disabled_reason)
     .bind(m.created_at)
-    .execute(store.pool())
-    .await?;
+    .execute(db)
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 /// Writes the editable fields of `m` (not its secrets, status or id).
 pub async fn update(store: &Store, m: &Merchant) -> AppResult<()> {
-    let done = sqlx::query(
-        "UPDATE merchants SET name = $2, webhook_url = $3, signature_scheme = $4, signature_header = $5, \
-         signature_prefix = $6, headers = $7, event_types = $8, rate_limit_per_sec = $9 WHERE id = $1",
+    let done = on_db!(store.db(), |db, pg| {
+        sqlx::query(
+        sql!(pg, "UPDATE merchants SET name = $2, webhook_url = $3, signature_scheme = $4, signature_header = $5, \
+         signature_prefix = $6, headers = $7, event_types = $8, rate_limit_per_sec = $9 WHERE id = $1",)
     )
     .bind(&m.id)
     .bind(&m.name)
@@ -127,23 +131,25 @@ pub async fn update(store: &Store, m: &Merchant) -> AppResult<()> {
     .bind(&m.headers)
     .bind(&m.event_types)
     .bind(m.rate_limit_per_sec)
-    .execute(store.pool())
-    .await?;
-    if done.rows_affected() == 0 {
+    .execute(db)
+    .await.map(|r| r.rows_affected())
+    })?;
+    if done == 0 {
         return Err(AppError::not_found("merchant", &m.id));
     }
     Ok(())
 }
 
 pub async fn find(store: &Store, id: &str) -> AppResult<Option<Merchant>> {
-    Ok(sqlx::query_as::<_, Merchant>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM merchants WHERE id = $1"
-    ))
+    Ok(on_db!(store.db(), |db, pg| sqlx::query_as::<_, Merchant>(
+        sql!(
+            pg,
+            concat!("SELECT ", columns!(), " FROM merchants WHERE id = $1")
+        )
+    )
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?)
+    .fetch_optional(db)
+    .await)?)
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Merchant> {
@@ -153,15 +159,20 @@ pub async fn get(store: &Store, id: &str) -> AppResult<Merchant> {
 }
 
 pub async fn list(store: &Store, page: &Page) -> AppResult<Vec<Merchant>> {
-    Ok(sqlx::query_as::<_, Merchant>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM merchants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
-    ))
+    Ok(on_db!(store.db(), |db, pg| sqlx::query_as::<_, Merchant>(
+        sql!(
+            pg,
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM merchants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+            )
+        )
+    )
     .bind(&page.cursor)
     .bind(page.limit)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(db)
+    .await)?)
 }
 
 /// Replaces the current secret; the old one keeps signing until `expires_at`.
@@ -171,15 +182,17 @@ pub async fn rotate_secret(
     new_secret: &str,
     expires_at: i64,
 ) -> AppResult<()> {
-    let done = sqlx::query(
-        "UPDATE merchants SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2 WHERE id = $1",
+    let done = on_db!(store.db(), |db, pg| {
+        sqlx::query(
+        sql!(pg, "UPDATE merchants SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2 WHERE id = $1",)
     )
     .bind(id)
     .bind(new_secret)
     .bind(expires_at)
-    .execute(store.pool())
-    .await?;
-    if done.rows_affected() == 0 {
+    .execute(db)
+    .await.map(|r| r.rows_affected())
+    })?;
+    if done == 0 {
         return Err(AppError::not_found("merchant", id));
     }
     Ok(())
@@ -188,26 +201,31 @@ pub async fn rotate_secret(
 /// After a 410 Gone from a delivery's URL: disables the merchant if that URL
 /// is its webhook (a per-payment `callback_url` only loses that delivery).
 pub async fn disable_for_gone(tx: &mut Tx, delivery_id: &str, reason: &str) -> AppResult<()> {
-    sqlx::query(
-        "UPDATE merchants SET status = 'disabled', disabled_reason = $2 \
-         WHERE status = 'active' AND (id, webhook_url) IN (SELECT merchant_id, url FROM deliveries WHERE id = $1)",
+    on_tx!(tx, |c, pg| {
+        sqlx::query(
+        sql!(pg, "UPDATE merchants SET status = 'disabled', disabled_reason = $2 \
+         WHERE status = 'active' AND (id, webhook_url) IN (SELECT merchant_id, url FROM deliveries WHERE id = $1)",)
     )
     .bind(delivery_id)
     .bind(reason)
-    .execute(&mut **tx)
-    .await?;
+    .execute(c)
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 /// Re-enables a merchant and makes its waiting deliveries due now.
 pub async fn enable(store: &Store, id: &str) -> AppResult<()> {
     let mut tx = store.begin_write().await?;
-    let done =
-        sqlx::query("UPDATE merchants SET status = 'active', disabled_reason = NULL WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-    if done.rows_affected() == 0 {
+    let done = on_tx!(&mut tx, |c, pg| sqlx::query(sql!(
+        pg,
+        "UPDATE merchants SET status = 'active', disabled_reason = NULL WHERE id = $1"
+    ))
+    .bind(id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if done == 0 {
         return Err(AppError::not_found("merchant", id));
     }
     crate::delivery::queue::make_due_for_merchant(&mut tx, id).await?;

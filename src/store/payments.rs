@@ -2,6 +2,7 @@
 //! moves to a final state. State changes are conditional updates
 //! (`WHERE status = …`), so two scanners can never both make the same change.
 
+use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
 use super::{Store, Tx};
@@ -44,10 +45,11 @@ macro_rules! columns {
 }
 
 pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
-    let res = sqlx::query(
-        "INSERT INTO payments (id, merchant_id, reference, chain, token, address, expected_amount, status, \
+    let res = on_db!(store.db(), |db, pg| {
+        sqlx::query(
+        sql!(pg, "INSERT INTO payments (id, merchant_id, reference, chain, token, address, expected_amount, status, \
          callback_url, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $10)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $10)",)
     )
     .bind(&p.id)
     .bind(&p.merchant_id)
@@ -59,8 +61,9 @@ pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
     .bind(&p.callback_url)
     .bind(p.expires_at)
     .bind(p.created_at)
-    .execute(store.pool())
-    .await;
+    .execute(db)
+    .await.map(|r| r.rows_affected())
+    });
     match res {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -74,26 +77,24 @@ pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Payment> {
-    sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE id = $1"
+    on_db!(store.db(), |db, pg| sqlx::query_as::<_, Payment>(sql!(
+        pg,
+        concat!("SELECT ", columns!(), " FROM payments WHERE id = $1")
     ))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(db)
+    .await)?
     .ok_or_else(|| AppError::not_found("payment", id))
 }
 
 pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<Payment> {
-    sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE id = $1"
+    on_tx!(tx, |c, pg| sqlx::query_as::<_, Payment>(sql!(
+        pg,
+        concat!("SELECT ", columns!(), " FROM payments WHERE id = $1")
     ))
     .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
+    .fetch_optional(c)
+    .await)?
     .ok_or_else(|| AppError::not_found("payment", id))
 }
 
@@ -106,44 +107,64 @@ pub async fn mark_detected(
     block_number: i64,
     now: i64,
 ) -> AppResult<bool> {
-    let done = sqlx::query(
-        "UPDATE payments SET status = 'detected', tx_hash = $2, received_amount = $3, block_number = $4, \
-         reported_amount = NULL, detected_at = $5, updated_at = $5 WHERE id = $1 AND status = 'pending'",
+    let done = on_tx!(tx, |c, pg| {
+        sqlx::query(
+        sql!(pg, "UPDATE payments SET status = 'detected', tx_hash = $2, received_amount = $3, block_number = $4, \
+         reported_amount = NULL, detected_at = $5, updated_at = $5 WHERE id = $1 AND status = 'pending'",)
     )
     .bind(id)
     .bind(tx_hash)
     .bind(amount)
     .bind(block_number)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(c)
+    .await.map(|r| r.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+macro_rules! due_for_confirmation {
+    () => {
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM payments WHERE status = 'detected' AND chain = $1 AND block_number <= $2 \
+             AND (block_number, id) > ($3, $4) ORDER BY block_number, id LIMIT $5"
+        )
+    };
 }
 
 /// Detected payments on `chain` mined at or below `max_block`, oldest
 /// first, after `after` (the `(block_number, id)` of the last row of the
 /// previous page; pages let a scan walk past rows it leaves detected).
+///
+/// With `claim`, on Postgres the rows are locked `FOR UPDATE SKIP LOCKED`:
+/// a second scanner's batch takes other rows instead of waiting for these.
+/// (SQLite has one writer at a time; the conditional updates suffice.)
 pub async fn due_for_confirmation(
-    db: impl sqlx::SqliteExecutor<'_>,
+    tx: &mut Tx,
     chain: &str,
     max_block: i64,
     after: Option<(i64, &str)>,
     limit: i64,
+    claim: bool,
 ) -> AppResult<Vec<Payment>> {
     let (after_block, after_id) = after.unwrap_or((-1, ""));
-    Ok(sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE status = 'detected' AND chain = $1 AND block_number <= $2 \
-         AND (block_number, id) > ($3, $4) ORDER BY block_number, id LIMIT $5"
-    ))
-    .bind(chain)
-    .bind(max_block)
-    .bind(after_block)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(db)
-    .await?)
+    Ok(on_tx!(tx, |c, pg| {
+        let sql = if pg && claim {
+            concat!(due_for_confirmation!(), " FOR UPDATE SKIP LOCKED")
+        } else {
+            due_for_confirmation!()
+        };
+        sqlx::query_as::<_, Payment>(sql)
+            .bind(chain)
+            .bind(max_block)
+            .bind(after_block)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(c)
+            .await
+    })?)
 }
 
 /// A payment leaving `detected` for a final status. The optional fields are
@@ -173,9 +194,10 @@ pub async fn mark_final_many(
     now: i64,
 ) -> AppResult<Vec<String>> {
     // `+status` keeps SQLite on the primary key (see deliveries::apply_outcomes).
-    Ok(sqlx::query_scalar(
+    Ok(on_tx!(tx, |c, pg| sqlx::query_scalar(sql!(
+        pg,
         "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, \
-         value ->> 'tx_hash' AS tx_hash, value ->> 'block_number' AS block_number, \
+         value ->> 'tx_hash' AS tx_hash, CAST(value ->> 'block_number' AS BIGINT) AS block_number, \
          value ->> 'received_amount' AS received, value ->> 'reported_amount' AS reported \
          FROM json_each($1)) \
          UPDATE payments SET status = m.status, confirmed_at = $2, updated_at = $2, \
@@ -184,11 +206,11 @@ pub async fn mark_final_many(
          reported_amount = COALESCE(m.reported, payments.reported_amount) FROM m \
          WHERE payments.id = m.id AND +payments.status = 'detected' \
          AND (m.tx_hash IS NULL OR payments.tx_hash = m.tx_hash) RETURNING payments.id",
-    )
+    ))
     .bind(serde_json::to_string(moves).unwrap_or_default())
     .bind(now)
-    .fetch_all(&mut **tx)
-    .await?)
+    .fetch_all(c)
+    .await)?)
 }
 
 /// A detected payment and the transaction a chain check was about.
@@ -203,68 +225,86 @@ pub struct Sighting<'a> {
 /// Records that detected payments' transactions moved to another block:
 /// their confirmations are counted from there. Returns how many moved.
 pub async fn move_blocks_many(tx: &mut Tx, moves: &[Sighting<'_>], now: i64) -> AppResult<u64> {
-    let done = sqlx::query(
-        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash, \
-         value ->> 'block_number' AS block_number FROM json_each($1)) \
+    let done = on_tx!(tx, |c, pg| {
+        sqlx::query(
+        sql!(pg, "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash, \
+         CAST(value ->> 'block_number' AS BIGINT) AS block_number FROM json_each($1)) \
          UPDATE payments SET block_number = m.block_number, updated_at = $2 FROM m \
-         WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash",
+         WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash",)
     )
     .bind(serde_json::to_string(moves).unwrap_or_default())
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
+    .execute(c)
+    .await.map(|r| r.rows_affected())
+    })?;
+    Ok(done)
 }
 
 /// `detected` → `pending` for payments whose transaction left the chain (or
 /// failed, or pays someone else): the detection is cleared so the payment
 /// can be detected again. Returns the ids moved.
 pub async fn reopen_many(tx: &mut Tx, items: &[Sighting<'_>], now: i64) -> AppResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash FROM json_each($1)) \
+    Ok(on_tx!(tx, |c, pg| {
+        sqlx::query_scalar(
+        sql!(pg, "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash FROM json_each($1)) \
          UPDATE payments SET status = 'pending', tx_hash = NULL, received_amount = NULL, \
          reported_amount = NULL, block_number = NULL, detected_at = NULL, updated_at = $2 FROM m \
          WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash \
-         RETURNING payments.id",
+         RETURNING payments.id",)
     )
     .bind(serde_json::to_string(items).unwrap_or_default())
     .bind(now)
-    .fetch_all(&mut **tx)
-    .await?)
+    .fetch_all(c)
+    .await
+    })?)
 }
 
 /// Pending payments whose `expires_at` has passed.
+/// On Postgres the rows are claimed `FOR UPDATE SKIP LOCKED` (see
+/// [`due_for_confirmation`]).
 pub async fn due_for_expiry(tx: &mut Tx, now: i64, limit: i64) -> AppResult<Vec<Payment>> {
-    Ok(sqlx::query_as::<_, Payment>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM payments WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
-         ORDER BY expires_at, id LIMIT $2"
-    ))
+    macro_rules! due {
+        () => {
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM payments WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 \
+                 ORDER BY expires_at, id LIMIT $2"
+            )
+        };
+    }
+    Ok(on_tx!(tx, |c, pg| sqlx::query_as::<_, Payment>(if pg {
+        concat!(due!(), " FOR UPDATE SKIP LOCKED")
+    } else {
+        due!()
+    })
     .bind(now)
     .bind(limit)
-    .fetch_all(&mut **tx)
-    .await?)
+    .fetch_all(c)
+    .await)?)
 }
 
 /// `pending` → `expired` for many payments; returns the ids moved (one
 /// detected meanwhile is left out).
 pub async fn mark_expired_many(tx: &mut Tx, ids: &[&str], now: i64) -> AppResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "UPDATE payments SET status = 'expired', updated_at = $2 \
-         WHERE id IN (SELECT value FROM json_each($1)) AND +status = 'pending' RETURNING id",
+    Ok(on_tx!(tx, |c, pg| {
+        sqlx::query_scalar(
+        sql!(pg, "UPDATE payments SET status = 'expired', updated_at = $2 \
+         WHERE id IN (SELECT value ->> 'id' FROM json_each($1)) AND +status = 'pending' RETURNING id",)
     )
-    .bind(serde_json::to_string(ids).unwrap_or_default())
+    .bind(super::id_list(ids))
     .bind(now)
-    .fetch_all(&mut **tx)
-    .await?)
+    .fetch_all(c)
+    .await
+    })?)
 }
 
 /// Counts by status (progress displays, tests, bench).
 pub async fn count_by_status(store: &Store) -> AppResult<Vec<(String, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT status, COUNT(*) FROM payments GROUP BY status ORDER BY status")
-            .fetch_all(store.pool())
-            .await?,
-    )
+    Ok(on_db!(store.db(), |db, pg| sqlx::query_as(sql!(
+        pg,
+        "SELECT status, COUNT(*) FROM payments GROUP BY status ORDER BY status"
+    ))
+    .fetch_all(db)
+    .await)?)
 }

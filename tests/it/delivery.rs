@@ -133,10 +133,12 @@ async fn redirect_is_a_failed_attempt_recording_the_location() {
         "redirect must not be followed"
     );
     let (kind, error, code): (String, String, i64) =
-        sqlx::query_as("SELECT error_kind, error, status_code FROM delivery_attempts")
-            .fetch_one(env.store.pool())
-            .await
-            .unwrap();
+        payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
+            "SELECT error_kind, error, status_code FROM delivery_attempts"
+        )
+        .fetch_one(db)
+        .await)
+        .unwrap();
     assert_eq!((kind.as_str(), code), ("redirect", 302));
     assert!(error.contains("/elsewhere"), "{error}");
 }

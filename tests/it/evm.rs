@@ -83,13 +83,13 @@ async fn payment(env: &Env, id: &str) -> store::payments::Payment {
 
 /// Bodies of the events of one type for a payment, oldest first.
 async fn events_of(env: &Env, payment_id: &str, kind: &str) -> Vec<Value> {
-    let rows: Vec<String> = sqlx::query_scalar(
+    let rows: Vec<String> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_scalar(
         "SELECT payload FROM events WHERE payment_id = $1 AND type = $2 ORDER BY id",
     )
     .bind(payment_id)
     .bind(kind)
-    .fetch_all(env.store.pool())
-    .await
+    .fetch_all(db)
+    .await)
     .unwrap();
     rows.iter()
         .map(|r| serde_json::from_str(r).unwrap())

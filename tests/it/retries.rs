@@ -118,11 +118,12 @@ async fn connection_refused_is_retried_and_recorded() {
     })
     .await;
     pipeline.stop().await.unwrap();
-    let kinds: Vec<(String,)> =
-        sqlx::query_as("SELECT error_kind FROM delivery_attempts ORDER BY attempt")
-            .fetch_all(env.store.pool())
-            .await
-            .unwrap();
+    let kinds: Vec<(String,)> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
+        "SELECT error_kind FROM delivery_attempts ORDER BY attempt"
+    )
+    .fetch_all(db)
+    .await)
+    .unwrap();
     assert_eq!(kinds, [("connect".to_string(),), ("connect".to_string(),)]);
 }
 

@@ -11,17 +11,18 @@ use payhook::ops::merchants::{self, NewMerchant};
 use payhook::store::{deliveries, merchants as merchant_rows};
 
 use crate::support::{black_hole, raw_server, wait_for, Env, Receiver, Reply};
+use payhook::delivery::queue::{self, DeliveryJob, Lane};
 
 async fn attempts_of(
     env: &Env,
     delivery_id: &str,
 ) -> Vec<(i64, Option<i64>, Option<String>, Option<String>)> {
-    sqlx::query_as(
+    payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
         "SELECT attempt, status_code, error_kind, response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
     )
     .bind(delivery_id)
-    .fetch_all(env.store.pool())
-    .await
+    .fetch_all(db)
+    .await)
     .unwrap()
 }
 
@@ -82,10 +83,12 @@ async fn names_resolving_to_private_addresses_are_refused_at_creation_and_at_sen
         rx.all_hits().is_empty(),
         "nothing may reach a private address"
     );
-    let (reason,): (String,) = sqlx::query_as("SELECT reason FROM dead_letters")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap();
+    let (reason,): (String,) = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
+        "SELECT reason FROM dead_letters"
+    )
+    .fetch_one(db)
+    .await)
+    .unwrap();
     assert_eq!(reason, "rejected_target");
     let a = attempts_of(&env, &d.id).await;
     assert_eq!(a[0].2.as_deref(), Some("rejected_target"));
@@ -154,10 +157,12 @@ async fn gone_kills_the_delivery_disables_the_endpoint_and_enable_resumes_waitin
     let pipeline = env.start();
     let d = settled(&env, &first.unwrap()).await;
     assert_eq!((d.status.as_str(), d.attempts), ("dead", 1));
-    let (reason,): (String,) = sqlx::query_as("SELECT reason FROM dead_letters")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap();
+    let (reason,): (String,) = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
+        "SELECT reason FROM dead_letters"
+    )
+    .fetch_one(db)
+    .await)
+    .unwrap();
     assert_eq!(reason, "gone");
     let row = merchant_rows::get(&env.store, &m.merchant.id)
         .await
@@ -258,10 +263,12 @@ async fn endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_dead
         assert_eq!(d.status, "dead");
     }
     pipeline.stop().await.unwrap();
-    let reasons: Vec<(String,)> = sqlx::query_as("SELECT reason FROM dead_letters")
-        .fetch_all(env.store.pool())
-        .await
-        .unwrap();
+    let reasons: Vec<(String,)> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
+        "SELECT reason FROM dead_letters"
+    )
+    .fetch_all(db)
+    .await)
+    .unwrap();
     assert_eq!(reasons.len(), 3);
     assert!(
         reasons.iter().all(|(r,)| r == "endpoint_disabled"),
@@ -271,11 +278,9 @@ async fn endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_dead
         .await
         .unwrap();
     assert_eq!(row.status, "disabled");
-    assert_eq!(
-        env.count("SELECT COUNT(*) FROM Jobs WHERE status = 'Pending'")
-            .await,
-        0
-    );
+    for lane in [Lane::First, Lane::Retry] {
+        assert_eq!(queue::count(&env.store, lane).await.unwrap(), 0);
+    }
 }
 
 #[tokio::test]
@@ -340,23 +345,32 @@ async fn first_attempts_are_not_starved_by_a_retry_backlog() {
     let m = merchant_rows::get(&env.store, &failing.merchant.id)
         .await
         .unwrap();
+    let mut ids = Vec::new();
     for _ in 0..2000 {
-        payhook::store::events::emit_test(&mut tx, &m, payhook::time::now_ms())
+        let (_, d) = payhook::store::events::emit_test(&mut tx, &m, payhook::time::now_ms())
             .await
             .unwrap();
+        ids.push(d.unwrap());
     }
-    sqlx::query("UPDATE deliveries SET attempts = 1")
-        .execute(&mut *tx)
+    // Their first attempts happened: second attempts are due on the retry lane.
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    queue::cancel_for_deliveries(&mut tx, &id_refs)
         .await
         .unwrap();
-    sqlx::query(
-        "UPDATE Jobs SET job_type = 'payhook.deliveries.retry', \
-         job = CAST(json_set(CAST(job AS TEXT), '$.attempt', 2) AS BLOB)",
-    )
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    let now = payhook::time::now_ms();
+    let retries: Vec<(DeliveryJob, i64, Lane)> = ids
+        .iter()
+        .map(|id| {
+            let job = DeliveryJob {
+                delivery_id: id.clone(),
+                attempt: 2,
+            };
+            (job, now, Lane::Retry)
+        })
+        .collect();
+    queue::push_many(&mut tx, &retries).await.unwrap();
     tx.commit().await.unwrap();
+    env.exec("UPDATE deliveries SET attempts = 1").await;
     let pipeline = env.start();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();

@@ -35,8 +35,9 @@ async fn confirms_exactly_at_the_configured_depth() {
     // Every event has its delivery and its queued job.
     assert_eq!(env.count("SELECT COUNT(*) FROM deliveries").await, 2);
     assert_eq!(
-        env.count("SELECT COUNT(*) FROM Jobs WHERE job_type = 'payhook.deliveries.first'")
-            .await,
+        payhook::delivery::queue::count(&env.store, payhook::delivery::queue::Lane::First)
+            .await
+            .unwrap(),
         2
     );
 }
@@ -80,11 +81,12 @@ async fn classifies_by_exact_decimal_comparison_at_the_last_digit() {
     assert_eq!(status(&env, &exact).await, "confirmed");
     assert_eq!(status(&env, &under).await, "underpaid");
     assert_eq!(status(&env, &over).await, "overpaid");
-    let body: String =
-        sqlx::query_scalar("SELECT payload FROM events WHERE type = 'payment.underpaid'")
-            .fetch_one(env.store.pool())
-            .await
-            .unwrap();
+    let body: String = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_scalar(
+        "SELECT payload FROM events WHERE type = 'payment.underpaid'"
+    )
+    .fetch_one(db)
+    .await)
+    .unwrap();
     // Amounts travel as the exact strings given.
     assert!(body.contains(r#""expected_amount":"123456789012.000000000000000001","received_amount":"123456789012.000000000000000000""#), "{body}");
 }

@@ -198,6 +198,9 @@ impl Env {
     pub async fn with(tweak: impl FnOnce(&mut Config)) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = test_config(&dir.path().join("payhook.db"));
+        if let Some(url) = fresh_postgres_database().await {
+            cfg.database.url = url;
+        }
         tweak(&mut cfg);
         cfg.validate().unwrap();
         let store = payhook::cli::open(&cfg).await.unwrap();
@@ -281,18 +284,52 @@ impl Env {
     }
 
     pub async fn delivery_statuses(&self) -> Vec<(String, String, i64)> {
-        sqlx::query_as("SELECT id, status, attempts FROM deliveries ORDER BY id")
-            .fetch_all(self.store.pool())
+        payhook::on_db!(self.store.db(), |db, _pg| sqlx::query_as(
+            "SELECT id, status, attempts FROM deliveries ORDER BY id"
+        )
+        .fetch_all(db)
+        .await)
+        .unwrap()
+    }
+
+    /// Runs a statement written for both backends.
+    pub async fn exec(&self, sql: &'static str) {
+        payhook::on_db!(self.store.db(), |db, _pg| sqlx::query(sql)
+            .execute(db)
             .await
-            .unwrap()
+            .map(|_| ()))
+        .unwrap()
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap()
+        payhook::on_db!(self.store.db(), |db, _pg| sqlx::query_scalar(sql)
+            .fetch_one(db)
+            .await)
+        .unwrap()
     }
+}
+
+/// With `PAYHOOK_TEST_POSTGRES` set (by `scripts/with-postgres.sh`, which
+/// `make test` runs for the second pass), every test gets a database of its
+/// own on that server; the URL names the server's maintenance database.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let base = std::env::var("PAYHOOK_TEST_POSTGRES").ok()?;
+    let name = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PAYHOOK_TEST_POSTGRES={base}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+/// Whether this run is the Postgres pass.
+pub fn on_postgres() -> bool {
+    std::env::var("PAYHOOK_TEST_POSTGRES").is_ok()
 }
 
 /// The payhook binary built for these tests.

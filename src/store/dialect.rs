@@ -1,0 +1,62 @@
+//! One SQL text for both backends. Statements are written in the SQLite
+//! dialect restricted to what Postgres also accepts, plus two SQLite-only
+//! spellings that [`to_postgres`] rewrites once per statement (cached by
+//! [`sql!`](crate::sql)):
+//!
+//! - `json_each($N)` (a JSON array bound as text, each element an object read
+//!   with `value ->> 'key'`) → `json_array_elements($N::json)`;
+//! - a unary `+` before a column (`+d.status = 'pending'`, which stops SQLite
+//!   from choosing the status index over the primary key) → the column.
+//!
+//! Integers read from JSON are written `CAST(value ->> 'n' AS BIGINT)`, which
+//! both accept; every integer column is `BIGINT` on Postgres.
+
+/// The Postgres spelling of a statement written for both backends.
+pub fn to_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find("json_each($") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "json_each(".len()..];
+        let close = after.find(')').unwrap_or(after.len());
+        out.push_str("json_array_elements(");
+        out.push_str(&after[..close]);
+        out.push_str("::json");
+        rest = &after[close..];
+    }
+    out.push_str(rest);
+    // Unary plus: a `+` right before a letter, after a space or `(`.
+    let bytes = out.as_bytes();
+    let mut cleaned = String::with_capacity(out.len());
+    for (i, c) in out.char_indices() {
+        let unary = c == '+'
+            && i > 0
+            && matches!(bytes[i - 1], b' ' | b'(')
+            && bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic());
+        if !unary {
+            cleaned.push(c);
+        }
+    }
+    cleaned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_postgres;
+
+    #[test]
+    fn rewrites_only_the_sqlite_spellings() {
+        assert_eq!(
+            to_postgres("SELECT value ->> 'id' FROM json_each($1) AS j WHERE +d.status = 'x' AND (+status = 1)"),
+            "SELECT value ->> 'id' FROM json_array_elements($1::json) AS j WHERE d.status = 'x' AND (status = 1)"
+        );
+        assert_eq!(
+            to_postgres("SELECT a + 1, b +1 FROM t"),
+            "SELECT a + 1, b +1 FROM t"
+        );
+        assert_eq!(
+            to_postgres("json_each($12) JOIN json_each($3)"),
+            "json_array_elements($12::json) JOIN json_array_elements($3::json)"
+        );
+    }
+}
