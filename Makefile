@@ -14,11 +14,16 @@ demo: build
 # The whole suite: unit tests, property tests, integration tests (real HTTP
 # receivers on 127.0.0.1, real SQLite files, a real `payhook serve` killed -9),
 # a real EVM node (ganache, installed by scripts/test-tools.sh), and the bench
-# run small (N = 200) as a smoke test of itself.
+# run small (N = 200) as a smoke test of itself. The integration tests run
+# twice: on SQLite files, then on a throwaway PostgreSQL server started from
+# the machine's own binaries by scripts/with-postgres.sh (the outage test,
+# which stops that server, gets a server of its own).
 test:
 	bash scripts/test-tools.sh
 	$(CARGO) test --benches
 	$(CARGO) test --lib --bins --tests -- --test-threads=4
+	bash scripts/with-postgres.sh $(CARGO) test --tests -- --test-threads=4 --skip database_outage
+	bash scripts/with-postgres.sh $(CARGO) test --test it database_outage
 
 # `payhook serve` with config.toml. The committed config has no admin token:
 # one is generated into .admin-token (git-ignored) unless PAYHOOK__ADMIN__TOKEN is set.

@@ -68,6 +68,7 @@ pub enum CircuitState {
 
 struct Endpoint {
     per_sec: u32,
+    share: u32,
     limiter: Arc<DefaultDirectRateLimiter>,
     slots: Arc<Semaphore>,
     consecutive_failures: u32,
@@ -100,6 +101,9 @@ pub struct EndpointGovernor {
     settings: GovernorSettings,
     endpoints: Mutex<HashMap<String, Endpoint>>,
     clock: DefaultClock,
+    /// How many worker processes share every endpoint's rate limit (see
+    /// [`EndpointGovernor::set_share`]).
+    share: std::sync::atomic::AtomicU32,
 }
 
 impl EndpointGovernor {
@@ -108,7 +112,16 @@ impl EndpointGovernor {
             settings,
             endpoints: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
+            share: std::sync::atomic::AtomicU32::new(1),
         }
+    }
+
+    /// Rate limits compose across processes as equal shares: with `n` live
+    /// worker processes each admits `rate / n` per second per endpoint (and
+    /// `burst / n`, at least 1), so together they stay within the limit.
+    pub fn set_share(&self, n: u32) {
+        self.share
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Admits one request to `endpoint` or says why not and for how long.
@@ -180,13 +193,15 @@ impl EndpointGovernor {
                     || e.waiters > 0
             });
         }
+        let share = self.share.load(std::sync::atomic::Ordering::Relaxed);
         let e = map
             .entry(endpoint.to_string())
-            .or_insert_with(|| self.fresh(per_sec, now));
+            .or_insert_with(|| self.fresh(per_sec, share, now));
         e.last_used = now;
-        if e.per_sec != per_sec {
+        if (e.per_sec, e.share) != (per_sec, share) {
             e.per_sec = per_sec;
-            e.limiter = Arc::new(limiter(per_sec, self.settings.burst));
+            e.share = share;
+            e.limiter = Arc::new(limiter(per_sec, self.settings.burst, share));
         }
         e
     }
@@ -279,10 +294,11 @@ impl EndpointGovernor {
         }
     }
 
-    fn fresh(&self, per_sec: u32, now: Instant) -> Endpoint {
+    fn fresh(&self, per_sec: u32, share: u32, now: Instant) -> Endpoint {
         Endpoint {
             per_sec,
-            limiter: Arc::new(limiter(per_sec, self.settings.burst)),
+            share,
+            limiter: Arc::new(limiter(per_sec, self.settings.burst, share)),
             slots: Arc::new(Semaphore::new(self.settings.max_in_flight.max(1) as usize)),
             consecutive_failures: 0,
             open_until: None,
@@ -306,10 +322,16 @@ fn origin(endpoint: &str) -> &str {
     }
 }
 
-fn limiter(per_sec: u32, burst: u32) -> DefaultDirectRateLimiter {
-    let rate = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
+/// One process's GCRA for an endpoint: its `1/share` of `per_sec` (one
+/// request every `share / per_sec` seconds) and of the burst.
+fn limiter(per_sec: u32, burst: u32, share: u32) -> DefaultDirectRateLimiter {
+    let share = share.max(1);
+    let period = Duration::from_secs_f64(share as f64 / per_sec.max(1) as f64);
+    let burst = NonZeroU32::new(burst / share).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    RateLimiter::direct(quota)
 }
 
 #[cfg(test)]

@@ -404,6 +404,7 @@ pub async fn run_workers(
         }));
     }
     let pruner = tokio::spawn(prune_loop(store.clone(), shutdown.clone()));
+    tokio::spawn(share_loop(store.clone(), sender.clone(), shutdown.clone()));
     if let Db::Pg(pool) = store.queue_db() {
         tokio::spawn(listen_for_jobs(
             pool.clone(),
@@ -491,6 +492,38 @@ async fn listen_for_jobs(pool: sqlx::PgPool, signal: QueueSignal, shutdown: Canc
             },
         }
     }
+}
+
+/// Every 2 s: how many worker processes are alive on this database (each
+/// has one first-lane worker heartbeating every 2 s); the sender's rate
+/// limits become that many equal shares.
+async fn share_loop(store: Store, sender: Arc<Sender>, shutdown: CancellationToken) {
+    loop {
+        if let Ok(n) = live_processes(&store).await {
+            sender.set_rate_share(n.clamp(1, u32::MAX as i64) as u32);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Worker processes that heartbeated in the last 6 s.
+pub async fn live_processes(store: &Store) -> AppResult<i64> {
+    Ok(on_db!(store.queue_db(), |db, pg| {
+        let sql = if pg {
+            "SELECT COUNT(*) FROM apalis.workers WHERE worker_type = $1 \
+             AND last_seen > now() - interval '6 seconds'"
+        } else {
+            "SELECT COUNT(*) FROM Workers WHERE worker_type = $1 \
+             AND last_seen > CAST(strftime('%s', 'now') AS INTEGER) - 6"
+        };
+        sqlx::query_scalar(sql)
+            .bind(Lane::First.queue())
+            .fetch_one(db)
+            .await
+    })?)
 }
 
 /// Jobs that finished without an outcome write (stale re-runs) are left to

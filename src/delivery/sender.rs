@@ -105,6 +105,11 @@ impl Sender {
     }
 
     /// Jobs being handled right now (shutdown diagnostics).
+    /// See [`EndpointGovernor::set_share`].
+    pub fn set_rate_share(&self, processes: u32) {
+        self.governor.set_share(processes);
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }

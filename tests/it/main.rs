@@ -13,4 +13,5 @@ mod ganache;
 mod logs;
 mod retries;
 mod safety;
+mod scale;
 mod scanner;

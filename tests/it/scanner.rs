@@ -14,6 +14,8 @@ async fn status(env: &Env, id: &str) -> String {
 #[tokio::test]
 async fn confirms_exactly_at_the_configured_depth() {
     let env = Env::new().await;
+    // The Postgres pass really runs on Postgres.
+    assert_eq!(env.store.is_postgres(), crate::support::on_postgres());
     let m = env.merchant("http://127.0.0.1:9/none").await;
     env.set_head(1000).await;
     let id = env
