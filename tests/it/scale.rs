@@ -171,23 +171,24 @@ async fn three_workers_and_two_scanners_share_one_database() {
     })
     .await;
     let recovered = killed_at.elapsed();
-    let s = watch.state.lock().unwrap();
+    let (requests, overlaps) = {
+        let s = watch.state.lock().unwrap();
+        (s.requests, s.overlaps.clone())
+    };
     println!(
-        "scale-out: {total} events delivered by 3 workers ({} requests); all done {:.1} s after the kill -9",
-        s.requests,
+        "scale-out: {total} events delivered by 3 workers ({requests} requests); all done {:.1} s after the kill -9",
         recovered.as_secs_f64()
     );
     assert!(
-        s.overlaps.is_empty(),
+        overlaps.is_empty(),
         "same event sent twice at once: {:?}",
-        &s.overlaps[..s.overlaps.len().min(5)]
+        &overlaps[..overlaps.len().min(5)]
     );
     // Orphaned jobs come back after orphan_after = max(10 s, 2 × delivery.timeout).
     assert!(
         recovered < Duration::from_secs(30),
         "recovery took {recovered:?}"
     );
-    drop(s);
     confirmed_once_each(&env, PAYMENTS).await;
     assert_eq!(
         env.count("SELECT COUNT(*) FROM deliveries WHERE status <> 'succeeded'")
