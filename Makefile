@@ -34,6 +34,7 @@ run: build
 
 bench:
 	$(CARGO) bench --bench pipeline
+	PAYHOOK_PG_DURABLE=1 bash scripts/with-postgres.sh $(CARGO) bench --bench pipeline
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -4,6 +4,8 @@
 //!
 //! PAYHOOK_BENCH_N (default 5000) sets N. Without `--bench` (as under
 //! `cargo test --all-targets`) it runs with N = 200 as a smoke test.
+//! With PAYHOOK_TEST_POSTGRES set (`make bench` runs it a second time under
+//! scripts/with-postgres.sh, fsync on) it runs on a fresh Postgres database.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -281,9 +283,32 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A fresh database on the server named by PAYHOOK_TEST_POSTGRES.
+async fn postgres_database() -> Option<String> {
+    let base = std::env::var("PAYHOOK_TEST_POSTGRES").ok()?;
+    let name = format!("bench_{}", std::process::id());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
 async fn run(n: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = bench_config(&dir.path().join("bench.db"));
+    let mut cfg = bench_config(&dir.path().join("bench.db"));
+    let backend = match postgres_database().await {
+        Some(url) => {
+            cfg.database.url = url;
+            "Postgres (fsync on)"
+        }
+        None => "SQLite",
+    };
     let concurrency = cfg.delivery.concurrency as usize;
     let (url, hits) = start_receiver().await;
 
@@ -370,7 +395,7 @@ async fn run(n: usize) {
     )
     .await;
 
-    println!("payhook bench — SQLite, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
+    println!("payhook bench — {backend}, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
     println!("  raw reqwest POST ceiling      {raw:>9.0} req/s");
     println!(
         "  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s   ratio {:.2} of ceiling",

@@ -68,7 +68,7 @@ pub struct ScannerConfig {
     pub batch_size: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub confirmations: u32,
@@ -113,6 +113,24 @@ pub struct AdminConfig {
     pub listen: String,
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// A node URL often carries an API key (path, query or userinfo): only
+/// its scheme and host show in `{:?}` and in error messages.
+pub fn redact_node_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("")),
+        Err(_) => "(not a URL; not shown, it may hold an API key)".to_string(),
+    }
+}
+
+impl std::fmt::Debug for ChainConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainConfig")
+            .field("confirmations", &self.confirmations)
+            .field("rpc_url", &self.rpc_url.as_deref().map(redact_node_url))
+            .finish()
+    }
 }
 
 // The token never shows in `{:?}` of a config.
@@ -250,7 +268,7 @@ impl Config {
                         return Err(bad(
                             &format!("chains.{name}.rpc_url"),
                             "an http:// or https:// URL",
-                            rpc,
+                            &redact_node_url(rpc),
                         ))
                     }
                 }
@@ -414,6 +432,22 @@ mod tests {
         let e = cfg.validate().unwrap_err();
         assert!(
             e.message.contains("database.url") && !e.message.contains("hunter2"),
+            "{}",
+            e.message
+        );
+        // A node URL's key: not in Debug, not in the error for a bad scheme.
+        let mut cfg = Config::default();
+        cfg.chains.insert(
+            "eth".into(),
+            ChainConfig {
+                confirmations: 12,
+                rpc_url: Some("wss://mainnet.example/ws/v3/SECRETKEY1".into()),
+            },
+        );
+        assert!(!format!("{cfg:?}").contains("SECRETKEY1"));
+        let e = cfg.validate().unwrap_err();
+        assert!(
+            e.message.contains("chains.eth.rpc_url") && !e.message.contains("SECRETKEY1"),
             "{}",
             e.message
         );

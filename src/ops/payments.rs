@@ -120,6 +120,26 @@ pub async fn detect(store: &Store, cfg: &Config, id: &str, d: Detection) -> AppR
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     let current = payments::get_in(&mut tx, id).await?;
+    // A chain with a node looks the transaction up by this hash: it must be
+    // one, or every lookup of the chain's batch would fail.
+    let node_chain = cfg
+        .chains
+        .get(&current.chain)
+        .is_some_and(|c| c.rpc_url.is_some());
+    let tx_hash = if node_chain {
+        let h = d.tx_hash.to_ascii_lowercase();
+        let hex = h.strip_prefix("0x").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AppError::bad_input(format!(
+                "tx_hash: expected 0x and 64 hex digits on chain {} (it is checked on its node), got {:?}",
+                current.chain, d.tx_hash
+            )));
+        }
+        h
+    } else {
+        d.tx_hash.clone()
+    };
+    let d = Detection { tx_hash, ..d };
     if !payments::mark_detected(&mut tx, id, &d.tx_hash, &d.amount, d.block_number, now).await? {
         drop(tx);
         if current.tx_hash.as_deref() == Some(d.tx_hash.as_str()) {

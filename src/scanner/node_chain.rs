@@ -49,6 +49,12 @@ pub async fn scan(
 ) -> Result<i64, Failure> {
     let head = node.head().await?;
     if let Some(known) = chains::advance_head(store, chain, head, now_ms()).await? {
+        // A little behind (another scan read a newer head first, a node
+        // behind a load balancer a block late): nothing to do this time.
+        // Further behind than the depth: a node we must not trust now.
+        if known - head <= confirmations {
+            return Ok(known);
+        }
         return Err(NodeError::HeadBackwards { known, got: head }.into());
     }
     // Due by the block stored at detection; the receipt's block decides.

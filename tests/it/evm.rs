@@ -142,6 +142,35 @@ async fn confirms_at_exactly_the_configured_depth_counted_on_the_node() {
     assert!(ev["data"].get("reported_amount").is_none(), "{ev}");
     // Nothing twice.
     assert_eq!(scan_once(&env.store, &env.cfg).await.unwrap().total(), 0);
+    // A sighting that is not a transaction hash is refused on a node chain
+    // (it would fail every lookup batch of the chain).
+    let p = payments::create(
+        &env.store,
+        &env.cfg,
+        NewPayment {
+            merchant_id: m.merchant.id.clone(),
+            reference: "BADHASH".into(),
+            chain: "dev".into(),
+            address: BOB.into(),
+            expected_amount: "1".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let bad = Detection {
+        tx_hash: "deadbeef".into(),
+        amount: "1".into(),
+        block_number: 1,
+    };
+    let err = payments::detect(&env.store, &env.cfg, &p.id, bad)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tx_hash: expected 0x and 64 hex digits"),
+        "{err}"
+    );
     // The head came from the node; setting it by hand is refused.
     let heads = store::chains::list(&env.store).await.unwrap();
     assert_eq!(
@@ -389,7 +418,7 @@ async fn a_misbehaving_node_confirms_nothing_and_holds_up_nothing_else() {
             None,
             BOB,
             "1",
-            "0xabc",
+            &format!("0x{}", "ab".repeat(32)),
             "1",
             1,
         )
