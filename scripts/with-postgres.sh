@@ -13,6 +13,7 @@
 #   PAYHOOK_TEST_POSTGRES   postgres://payhook@127.0.0.1:PORT/postgres
 #   PAYHOOK_TEST_PG_STOP    a shell command that stops the server (fast)
 #   PAYHOOK_TEST_PG_START   a shell command that starts it again
+#   PAYHOOK_TEST_PG_DIR     the server's folder (server.log is there)
 # With PAYHOOK_PG_DURABLE=1 the server keeps fsync on (benchmarks);
 # otherwise fsync is off (tests: nothing here must survive a power cut).
 set -euo pipefail
@@ -42,6 +43,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 OPTS="-h 127.0.0.1 -p $PORT -k $DIR -c max_connections=500 -c shared_buffers=256MB"
+# Extra server settings, e.g. PAYHOOK_PG_OPTS="-c log_min_duration_statement=50"
+OPTS="$OPTS ${PAYHOOK_PG_OPTS:-}"
 if [ "${PAYHOOK_PG_DURABLE:-0}" != 1 ]; then
     OPTS="$OPTS -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 fi
@@ -59,6 +62,7 @@ trap cleanup EXIT
 
 q() { printf '%q ' "$@"; }
 export PAYHOOK_TEST_POSTGRES="postgres://payhook@127.0.0.1:$PORT/postgres"
+export PAYHOOK_TEST_PG_DIR="$DIR"
 export PAYHOOK_TEST_PG_STOP="$(q "${RUN[@]}" "$PG_CTL" -D "$DIR/data" -m fast -w stop) >/dev/null"
 export PAYHOOK_TEST_PG_START="$(q "${RUN[@]}" "$PG_CTL" -D "$DIR/data" -l "$DIR/server.log" -o "$OPTS" -w -t 60 start) >/dev/null"
 echo "with-postgres: PostgreSQL $("${RUN[@]}" "$PG_CTL" --version | awk '{print $3}') on 127.0.0.1:$PORT ($DIR)"

@@ -84,6 +84,34 @@ pub async fn setup(db: &Db) -> AppResult<()> {
         Db::Sqlite(pool) => pool,
         Db::Pg(pool) => {
             PostgresStorage::<()>::migrations().run(pool).await?;
+            // Jobs carry their delivery's id, endpoint and merchant in
+            // `metadata` (an hstore), so parking an endpoint, cancelling
+            // deliveries or waking a merchant's jobs is a one-table query
+            // (no join whose plan could go quadratic on stale statistics,
+            // no decoding of every job's JSON).
+            //
+            // apalis' trigger NOTIFYs once per inserted row (a JSON payload
+            // built per row: most of the cost of an insert). payhook's
+            // listener only needs to know that something was inserted, so
+            // the trigger is replaced by one NOTIFY per statement. Several
+            // processes may start at once: one at a time, by advisory lock.
+            let mut tx = pool.begin().await?;
+            for sql in [
+                "SELECT pg_advisory_xact_lock(7356120531)",
+                "CREATE INDEX IF NOT EXISTS payhook_jobs_delivery ON apalis.jobs ((metadata -> 'delivery_id'))",
+                "CREATE INDEX IF NOT EXISTS payhook_jobs_endpoint ON apalis.jobs ((metadata -> 'endpoint')) \
+                 WHERE status = 'Pending'",
+                "CREATE OR REPLACE FUNCTION apalis.payhook_notify_jobs() RETURNS trigger AS $$ \
+                 BEGIN PERFORM pg_notify('apalis::job::insert', 'payhook.deliveries.*'); RETURN NULL; END; \
+                 $$ LANGUAGE plpgsql",
+                "DROP TRIGGER IF EXISTS payhook_notify_jobs ON apalis.jobs",
+                "CREATE TRIGGER payhook_notify_jobs AFTER INSERT ON apalis.jobs \
+                 FOR EACH STATEMENT EXECUTE FUNCTION apalis.payhook_notify_jobs()",
+                "ALTER TABLE apalis.jobs DISABLE TRIGGER notify_workers",
+            ] {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
             return Ok(());
         }
     };
@@ -125,6 +153,7 @@ pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppRes
             };
             serde_json::json!({
                 "job": serde_json::to_string(job).unwrap_or_default(),
+                "delivery": job.delivery_id,
                 "id": ulid::Ulid::new().to_string(),
                 "queue": lane.queue(),
                 "run_at": run_at,
@@ -135,8 +164,10 @@ pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppRes
     on_tx!(tx, |c, pg| {
         let sql = if pg {
             "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
-             SELECT convert_to(value ->> 'job', 'UTF8'), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
-             to_timestamp(CAST(value ->> 'run_at' AS BIGINT)), 0, ''::hstore FROM json_array_elements($1::json)"
+             SELECT convert_to(j.value ->> 'job', 'UTF8'), j.value ->> 'id', j.value ->> 'queue', 'Pending', 0, 25, \
+             to_timestamp(CAST(j.value ->> 'run_at' AS BIGINT)), 0, \
+             hstore(ARRAY['delivery_id', 'endpoint', 'merchant_id'], ARRAY[d.id, d.endpoint, d.merchant_id]) \
+             FROM json_array_elements($1::json) AS j JOIN deliveries d ON d.id = j.value ->> 'delivery'"
         } else {
             "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
              SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
@@ -157,8 +188,7 @@ pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppRes
     on_tx!(tx, |c, pg| {
         let sql = if pg {
             "DELETE FROM apalis.jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
-             AND CAST(convert_from(job, 'UTF8') AS json) ->> 'delivery_id' IN \
-             (SELECT value ->> 'id' FROM json_array_elements($1::json))"
+             AND metadata -> 'delivery_id' IN (SELECT value ->> 'id' FROM json_array_elements($1::json))"
         } else {
             "DELETE FROM Jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
              AND CAST(job AS TEXT) ->> 'delivery_id' IN (SELECT value ->> 'id' FROM json_each($1))"
@@ -179,10 +209,12 @@ pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppRes
 pub async fn park_endpoint(tx: &mut Tx, endpoint: &str, until_ms: i64) -> AppResult<()> {
     on_tx!(tx, |c, pg| {
         let sql = if pg {
-            "UPDATE apalis.jobs SET run_at = GREATEST(run_at, to_timestamp($2)) \
-             WHERE status = 'Pending' AND job_type IN ($3, $4) \
-             AND CAST(convert_from(job, 'UTF8') AS json) ->> 'delivery_id' IN \
-             (SELECT id FROM deliveries WHERE endpoint = $1 AND status = 'pending')"
+            // Rows another transaction holds (being fetched or finished)
+            // are skipped, not waited for: parking is an optimisation, a
+            // job it misses is held back when it runs.
+            "UPDATE apalis.jobs SET run_at = GREATEST(run_at, to_timestamp($2)) WHERE id IN \
+             (SELECT id FROM apalis.jobs WHERE metadata -> 'endpoint' = $1 AND status = 'Pending' \
+              AND job_type IN ($3, $4) FOR UPDATE SKIP LOCKED)"
         } else {
             "UPDATE Jobs SET run_at = MAX(run_at, $2) WHERE status = 'Pending' AND job_type IN ($3, $4) \
              AND CAST(job AS TEXT) ->> 'delivery_id' IN \
@@ -206,9 +238,7 @@ pub async fn make_due_for_merchant(tx: &mut Tx, merchant_id: &str) -> AppResult<
     on_tx!(tx, |c, pg| {
         let sql = if pg {
             "UPDATE apalis.jobs SET run_at = now() \
-             WHERE status = 'Pending' AND job_type IN ($2, $3) \
-             AND CAST(convert_from(job, 'UTF8') AS json) ->> 'delivery_id' IN \
-             (SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending')"
+             WHERE status = 'Pending' AND job_type IN ($2, $3) AND metadata -> 'merchant_id' = $1"
         } else {
             "UPDATE Jobs SET run_at = CAST(strftime('%s', 'now') AS INTEGER) \
              WHERE status = 'Pending' AND job_type IN ($2, $3) \
