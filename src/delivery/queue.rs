@@ -93,21 +93,38 @@ pub async fn setup(db: &Db) -> AppResult<()> {
             // apalis' trigger NOTIFYs once per inserted row (a JSON payload
             // built per row: most of the cost of an insert). payhook's
             // listener only needs to know that something was inserted, so
-            // the trigger is replaced by one NOTIFY per statement. Several
-            // processes may start at once: one at a time, by advisory lock.
+            // the trigger is replaced by one NOTIFY per statement. The queue
+            // table churns (every job is inserted, locked and deleted), so
+            // autovacuum visits it after 1,000 dead rows rather than 20 % of
+            // the table. Several processes may start at once: one at a time,
+            // by advisory lock.
             let mut tx = pool.begin().await?;
             for sql in [
                 "SELECT pg_advisory_xact_lock(7356120531)",
                 "CREATE INDEX IF NOT EXISTS payhook_jobs_delivery ON apalis.jobs ((metadata -> 'delivery_id'))",
                 "CREATE INDEX IF NOT EXISTS payhook_jobs_endpoint ON apalis.jobs ((metadata -> 'endpoint')) \
                  WHERE status = 'Pending'",
-                "CREATE OR REPLACE FUNCTION apalis.payhook_notify_jobs() RETURNS trigger AS $$ \
-                 BEGIN PERFORM pg_notify('apalis::job::insert', 'payhook.deliveries.*'); RETURN NULL; END; \
-                 $$ LANGUAGE plpgsql",
-                "DROP TRIGGER IF EXISTS payhook_notify_jobs ON apalis.jobs",
-                "CREATE TRIGGER payhook_notify_jobs AFTER INSERT ON apalis.jobs \
-                 FOR EACH STATEMENT EXECUTE FUNCTION apalis.payhook_notify_jobs()",
-                "ALTER TABLE apalis.jobs DISABLE TRIGGER notify_workers",
+                // Changed only when not yet so: each ALTER takes a table lock
+                // that would pause other processes' workers at every start.
+                "DO $$ BEGIN \
+                 IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'payhook_notify_jobs') THEN \
+                   CREATE OR REPLACE FUNCTION apalis.payhook_notify_jobs() RETURNS trigger AS $f$ \
+                   BEGIN PERFORM pg_notify('apalis::job::insert', 'payhook.deliveries.*'); RETURN NULL; END; \
+                   $f$ LANGUAGE plpgsql; \
+                   CREATE TRIGGER payhook_notify_jobs AFTER INSERT ON apalis.jobs \
+                   FOR EACH STATEMENT EXECUTE FUNCTION apalis.payhook_notify_jobs(); \
+                 END IF; \
+                 IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'notify_workers' \
+                   AND tgrelid = 'apalis.jobs'::regclass AND tgenabled <> 'D') THEN \
+                   ALTER TABLE apalis.jobs DISABLE TRIGGER notify_workers; \
+                 END IF; \
+                 IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = 'apalis.jobs'::regclass \
+                   AND reloptions @> ARRAY['autovacuum_vacuum_threshold=1000']) THEN \
+                   ALTER TABLE apalis.jobs SET (autovacuum_vacuum_scale_factor = 0.01, \
+                     autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02, \
+                     autovacuum_vacuum_cost_delay = 0); \
+                 END IF; \
+                 END $$",
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -167,7 +184,8 @@ pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppRes
              SELECT convert_to(j.value ->> 'job', 'UTF8'), j.value ->> 'id', j.value ->> 'queue', 'Pending', 0, 25, \
              to_timestamp(CAST(j.value ->> 'run_at' AS BIGINT)), 0, \
              hstore(ARRAY['delivery_id', 'endpoint', 'merchant_id'], ARRAY[d.id, d.endpoint, d.merchant_id]) \
-             FROM json_array_elements($1::json) AS j JOIN deliveries d ON d.id = j.value ->> 'delivery'"
+             FROM json_array_elements($1::json) AS j CROSS JOIN LATERAL \
+             (SELECT id, endpoint, merchant_id FROM deliveries WHERE id = j.value ->> 'delivery') AS d"
         } else {
             "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
              SELECT CAST(value ->> 'job' AS BLOB), value ->> 'id', value ->> 'queue', 'Pending', 0, 25, \
