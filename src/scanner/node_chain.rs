@@ -119,17 +119,20 @@ async fn apply(
                 block_number: Some(*block),
                 received_amount: onchain_amount.as_deref(),
                 reported_amount: onchain_amount.as_ref().and(p.received_amount.as_deref()),
+                detected_at: p.detected_at,
             }),
             Verdict::Wait { block } if p.block_number != Some(*block) => moves.push(Sighting {
                 id: &p.id,
                 tx_hash,
                 block_number: *block,
+                detected_at: p.detected_at,
             }),
             Verdict::Wait { .. } => {}
             Verdict::Reopen { .. } => reopens.push(Sighting {
                 id: &p.id,
                 tx_hash,
                 block_number: p.block_number.unwrap_or_default(),
+                detected_at: p.detected_at,
             }),
         }
     }

@@ -183,6 +183,9 @@ pub struct FinalMove<'a> {
     pub received_amount: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reported_amount: Option<&'a str>,
+    /// With `tx_hash`: the detection the check was about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<i64>,
 }
 
 /// `detected` → a final status, for many payments in one statement.
@@ -198,14 +201,16 @@ pub async fn mark_final_many(
         pg,
         "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, \
          value ->> 'tx_hash' AS tx_hash, CAST(value ->> 'block_number' AS BIGINT) AS block_number, \
-         value ->> 'received_amount' AS received, value ->> 'reported_amount' AS reported \
+         value ->> 'received_amount' AS received, value ->> 'reported_amount' AS reported, \
+         CAST(value ->> 'detected_at' AS BIGINT) AS detected_at \
          FROM json_each($1)) \
          UPDATE payments SET status = m.status, confirmed_at = $2, updated_at = $2, \
          block_number = COALESCE(m.block_number, payments.block_number), \
          received_amount = COALESCE(m.received, payments.received_amount), \
          reported_amount = COALESCE(m.reported, payments.reported_amount) FROM m \
          WHERE payments.id = m.id AND +payments.status = 'detected' \
-         AND (m.tx_hash IS NULL OR payments.tx_hash = m.tx_hash) RETURNING payments.id",
+         AND (m.tx_hash IS NULL OR payments.tx_hash = m.tx_hash) \
+         AND (m.detected_at IS NULL OR payments.detected_at = m.detected_at) RETURNING payments.id",
     ))
     .bind(serde_json::to_string(moves).unwrap_or_default())
     .bind(now)
@@ -220,6 +225,9 @@ pub struct Sighting<'a> {
     pub tx_hash: &'a str,
     /// The block the transaction is in now (for [`move_blocks_many`]).
     pub block_number: i64,
+    /// The detection the check was about: a payment reopened and detected
+    /// again (even with the same hash) while the node was asked is left alone.
+    pub detected_at: Option<i64>,
 }
 
 /// Records that detected payments' transactions moved to another block:
@@ -228,9 +236,11 @@ pub async fn move_blocks_many(tx: &mut Tx, moves: &[Sighting<'_>], now: i64) -> 
     let done = on_tx!(tx, |c, pg| {
         sqlx::query(
         sql!(pg, "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash, \
-         CAST(value ->> 'block_number' AS BIGINT) AS block_number FROM json_each($1)) \
+         CAST(value ->> 'block_number' AS BIGINT) AS block_number, \
+         CAST(value ->> 'detected_at' AS BIGINT) AS detected_at FROM json_each($1)) \
          UPDATE payments SET block_number = m.block_number, updated_at = $2 FROM m \
-         WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash",)
+         WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash \
+         AND payments.detected_at IS NOT DISTINCT FROM m.detected_at",)
     )
     .bind(serde_json::to_string(moves).unwrap_or_default())
     .bind(now)
@@ -246,11 +256,12 @@ pub async fn move_blocks_many(tx: &mut Tx, moves: &[Sighting<'_>], now: i64) -> 
 pub async fn reopen_many(tx: &mut Tx, items: &[Sighting<'_>], now: i64) -> AppResult<Vec<String>> {
     Ok(on_tx!(tx, |c, pg| {
         sqlx::query_scalar(
-        sql!(pg, "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash FROM json_each($1)) \
+        sql!(pg, "WITH m AS (SELECT value ->> 'id' AS id, value ->> 'tx_hash' AS tx_hash, \
+         CAST(value ->> 'detected_at' AS BIGINT) AS detected_at FROM json_each($1)) \
          UPDATE payments SET status = 'pending', tx_hash = NULL, received_amount = NULL, \
          reported_amount = NULL, block_number = NULL, detected_at = NULL, updated_at = $2 FROM m \
          WHERE payments.id = m.id AND +payments.status = 'detected' AND payments.tx_hash = m.tx_hash \
-         RETURNING payments.id",)
+         AND payments.detected_at IS NOT DISTINCT FROM m.detected_at RETURNING payments.id",)
     )
     .bind(serde_json::to_string(items).unwrap_or_default())
     .bind(now)
