@@ -39,6 +39,12 @@ pub struct Sender {
     writer: OutcomeWriter,
     contexts: Batcher<String, Option<AttemptContext>>,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// `delivery.concurrency` bounds requests on the wire: first attempts
+    /// get `concurrency` slots, retries a quarter of that. The queue runs
+    /// more jobs than that at once (see `queue::TASKS_PER_REQUEST_SLOT`),
+    /// so a job waiting for its attempt context or for its outcome to be
+    /// committed does not hold a request slot.
+    request_slots: [std::sync::Arc<tokio::sync::Semaphore>; 2],
 }
 
 /// What one HTTP exchange produced.
@@ -71,6 +77,14 @@ impl Sender {
             writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
             contexts: context_loader(store.clone()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            request_slots: [
+                std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    crate::delivery::queue::WorkerSettings::from_config(cfg).first_requests,
+                )),
+                std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    crate::delivery::queue::WorkerSettings::from_config(cfg).retry_requests,
+                )),
+            ],
             client,
             retry: RetryPolicy::from_config(&cfg.retry),
             policy,
@@ -160,6 +174,12 @@ impl Sender {
 
         let endpoint = target::endpoint_key(&url);
         let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
+        let lane = usize::from(job.attempt > 1);
+        let _request_slot = self.request_slots[lane]
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::internal("request slots closed"))?;
         let pass = loop {
             match self.governor.admit(&endpoint, per_sec).await {
                 Ok(pass) => break pass,
@@ -197,6 +217,7 @@ impl Sender {
             ex.status.is_some_and(|s| (200..300).contains(&s)),
         );
         drop(pass);
+        drop(_request_slot);
         let next = self.decide(job.attempt, &ex);
         let outcome = match &next {
             Next::Succeeded => "succeeded",
