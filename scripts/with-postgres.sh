@@ -54,6 +54,8 @@ cleanup() {
     rm -rf "$DIR"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 "${RUN[@]}" "$INITDB" -D "$DIR/data" -U payhook --auth=trust -E UTF8 --no-sync >"$DIR/initdb.log" 2>&1 \
     || { cat "$DIR/initdb.log" >&2; exit 1; }
