@@ -648,7 +648,7 @@ async fn vacuum_loop(pool: sqlx::PgPool, shutdown: CancellationToken) {
                 .fetch_one(&mut *conn)
                 .await?;
             if mine {
-                let done = sqlx::query("VACUUM (ANALYZE) apalis.jobs")
+                let done = sqlx::query("VACUUM (ANALYZE, TRUNCATE false) apalis.jobs")
                     .execute(&mut *conn)
                     .await;
                 sqlx::query("SELECT pg_advisory_unlock($1)")

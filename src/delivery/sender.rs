@@ -174,12 +174,6 @@ impl Sender {
 
         let endpoint = target::endpoint_key(&url);
         let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
-        let lane = usize::from(job.attempt > 1);
-        let _request_slot = self.request_slots[lane]
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AppError::internal("request slots closed"))?;
         let pass = loop {
             match self.governor.admit(&endpoint, per_sec).await {
                 Ok(pass) => break pass,
@@ -206,6 +200,14 @@ impl Sender {
             }
         };
 
+        // A request slot only for the exchange itself: a job held back
+        // above, or waiting for its outcome's commit below, holds none.
+        let lane = usize::from(job.attempt > 1);
+        let request_slot = self.request_slots[lane]
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::internal("request slots closed"))?;
         tracing::trace!("admitted");
         let started_at = now_ms();
         let clock = Instant::now();
@@ -217,7 +219,7 @@ impl Sender {
             ex.status.is_some_and(|s| (200..300).contains(&s)),
         );
         drop(pass);
-        drop(_request_slot);
+        drop(request_slot);
         let next = self.decide(job.attempt, &ex);
         let outcome = match &next {
             Next::Succeeded => "succeeded",

@@ -16,12 +16,13 @@ pub async fn record(tx: &mut Tx, delivery_ids: &[&str], success: bool, now: i64)
     }
     on_tx!(tx, |c, pg| {
         let sql = if success {
+            // A success only matters to an endpoint that was failing (no
+            // row, or no failing_since, means healthy): no write otherwise.
             sql!(
                 pg,
-                "INSERT INTO endpoint_health (endpoint, failing_since, last_success_at) \
-                 SELECT DISTINCT endpoint, CAST(NULL AS BIGINT), $2 FROM deliveries \
-                 WHERE id IN (SELECT value ->> 'id' FROM json_each($1)) \
-                 ON CONFLICT (endpoint) DO UPDATE SET failing_since = NULL, last_success_at = excluded.last_success_at"
+                "UPDATE endpoint_health SET failing_since = NULL, last_success_at = $2 \
+                 WHERE failing_since IS NOT NULL AND endpoint IN \
+                 (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1)))"
             )
         } else {
             sql!(
