@@ -93,7 +93,12 @@ impl Sender {
                 rate_per_sec: d.rate_limit_per_sec,
                 burst: d.rate_limit_burst,
                 max_in_flight: d.max_in_flight_per_endpoint,
-                max_waiters: d.concurrency,
+                // Every job the queue runs at once may wait for a slot of
+                // an answering endpoint (rather than be deferred a second).
+                max_waiters: {
+                    let w = crate::delivery::queue::WorkerSettings::from_config(cfg);
+                    (w.first_concurrency + w.retry_concurrency) as u32
+                },
                 request_timeout: d.timeout.0,
                 failure_threshold: cfg.circuit.failure_threshold,
                 cooldown: cfg.circuit.cooldown.0,
