@@ -19,6 +19,9 @@ use payhook::ops::payments::{self, Detection, NewPayment};
 use payhook::pipeline::{Parts, Pipeline};
 use payhook::store::Store;
 
+#[path = "../tests/it/pg_database.rs"]
+mod pg_database;
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
     // then this runs as a small smoke test of the bench itself.
@@ -283,26 +286,10 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A fresh database on the server named by PAYHOOK_TEST_POSTGRES.
-async fn postgres_database() -> Option<String> {
-    let base = std::env::var("PAYHOOK_TEST_POSTGRES").ok()?;
-    let name = format!("bench_{}", std::process::id());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    Some(url.to_string())
-}
-
 async fn run(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = bench_config(&dir.path().join("bench.db"));
-    let backend = match postgres_database().await {
+    let backend = match pg_database::fresh("bench").await {
         Some(url) => {
             cfg.database.url = url;
             "Postgres (fsync on)"

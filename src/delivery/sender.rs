@@ -73,18 +73,13 @@ impl Sender {
             .dns_resolver(std::sync::Arc::new(target::VettingResolver { policy }))
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
+        let slots = crate::delivery::queue::WorkerSettings::from_config(cfg);
         Ok(Sender {
             writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
             contexts: context_loader(store.clone()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
-            request_slots: [
-                std::sync::Arc::new(tokio::sync::Semaphore::new(
-                    crate::delivery::queue::WorkerSettings::from_config(cfg).first_requests,
-                )),
-                std::sync::Arc::new(tokio::sync::Semaphore::new(
-                    crate::delivery::queue::WorkerSettings::from_config(cfg).retry_requests,
-                )),
-            ],
+            request_slots: [slots.first_requests, slots.retry_requests]
+                .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n))),
             client,
             retry: RetryPolicy::from_config(&cfg.retry),
             policy,
@@ -95,10 +90,7 @@ impl Sender {
                 max_in_flight: d.max_in_flight_per_endpoint,
                 // Every job the queue runs at once may wait for a slot of
                 // an answering endpoint (rather than be deferred a second).
-                max_waiters: {
-                    let w = crate::delivery::queue::WorkerSettings::from_config(cfg);
-                    (w.first_concurrency + w.retry_concurrency) as u32
-                },
+                max_waiters: (slots.first_concurrency + slots.retry_concurrency) as u32,
                 request_timeout: d.timeout.0,
                 failure_threshold: cfg.circuit.failure_threshold,
                 cooldown: cfg.circuit.cooldown.0,

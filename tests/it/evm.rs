@@ -189,10 +189,12 @@ async fn a_moved_transaction_is_counted_from_its_new_block() {
     let node = Ganache::start().await;
     let env = env_with_node(&node.url()).await;
     let m = env.merchant("http://127.0.0.1:9/none").await;
+    node.mine(3).await;
     let hash = node.send(ALICE, BOB, ONE_ETH).await;
     let block = node.block_of(&hash).await;
-    node.mine(5).await;
-    // The gateway saw it two blocks earlier (before a reorg moved it).
+    node.mine(DEPTH - 2).await;
+    // The gateway saw it three blocks earlier (before a reorg moved it):
+    // by the stored block it is due, by the block it is in now one short.
     let id = detected(
         &env,
         &m.merchant.id,
@@ -202,10 +204,18 @@ async fn a_moved_transaction_is_counted_from_its_new_block() {
         "1",
         &hash,
         "1",
-        block - 2 + 1,
+        block - 3,
     )
     .await;
-    // Stored block + depth is reached, the real block is deep enough too.
+    let r = scan_once(&env.store, &env.cfg).await.unwrap();
+    assert_eq!(r.total(), 0, "{r:?}");
+    let p = payment(&env, &id).await;
+    assert_eq!(
+        (p.status.as_str(), p.block_number),
+        ("detected", Some(block))
+    );
+    // One more block: exactly the depth counted from its new block.
+    node.mine(1).await;
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!(r.confirmed, 1, "{r:?}");
     assert_eq!(payment(&env, &id).await.block_number, Some(block));

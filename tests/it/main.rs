@@ -1,6 +1,7 @@
 //! Integration tests, compiled as ONE test binary (faster to link). Real
 //! receivers on 127.0.0.1, real SQLite files, the real `payhook` binary.
 
+mod pg_database;
 mod support;
 
 mod admin;

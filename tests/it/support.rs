@@ -311,20 +311,9 @@ impl Env {
 
 /// With `PAYHOOK_TEST_POSTGRES` set (by `scripts/with-postgres.sh`, which
 /// `make test` runs for the second pass), every test gets a database of its
-/// own on that server; the URL names the server's maintenance database.
+/// own on that server.
 pub async fn fresh_postgres_database() -> Option<String> {
-    let base = std::env::var("PAYHOOK_TEST_POSTGRES").ok()?;
-    let name = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PAYHOOK_TEST_POSTGRES={base}: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    Some(url.to_string())
+    crate::pg_database::fresh("t").await
 }
 
 /// Whether this run is the Postgres pass.
