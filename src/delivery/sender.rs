@@ -512,7 +512,9 @@ fn sensitive(s: &str) -> AppResult<HeaderValue> {
     Ok(v)
 }
 
-/// Reads at most `limit` bytes of the body (the rest is never read).
+/// Reads at most `limit` bytes of the body (the rest is never read). It is
+/// kept as text: invalid UTF-8 and NUL bytes (which Postgres text cannot
+/// hold) become U+FFFD.
 async fn read_prefix(resp: &mut reqwest::Response, limit: usize) -> (String, Option<String>) {
     let mut buf: Vec<u8> = Vec::new();
     let mut error = None;
@@ -529,7 +531,10 @@ async fn read_prefix(resp: &mut reqwest::Response, limit: usize) -> (String, Opt
             }
         }
     }
-    (String::from_utf8_lossy(&buf).into_owned(), error)
+    (
+        String::from_utf8_lossy(&buf).replace('\0', "\u{fffd}"),
+        error,
+    )
 }
 
 /// An error's causes without the URL (which may carry a token in its query).

@@ -491,8 +491,17 @@ async fn failure_modes_are_classified_and_recorded() {
         true,
     )
     .await;
+    // NUL bytes (which Postgres text cannot hold) and invalid UTF-8 in a
+    // body are stored as U+FFFD; the attempt is recorded like any other.
+    let nul = raw_server(
+        "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+        b"ok\0\xffdone!".to_vec(),
+        false,
+    )
+    .await;
     let cases = [
         (format!("http://{hole}/hang"), "dead", Some("timeout")),
+        (format!("http://{nul}/nul"), "succeeded", None),
         (format!("http://{big}/big"), "dead", Some("status")),
         (format!("http://{reset}/reset"), "dead", Some("status")),
         (format!("http://{ok_reset}/okreset"), "succeeded", None),
@@ -521,6 +530,9 @@ async fn failure_modes_are_classified_and_recorded() {
                 Some(100),
                 "body prefix capped at max_response_bytes"
             );
+        }
+        if url.ends_with("/nul") {
+            assert_eq!(a[0].3.as_deref(), Some("ok\u{fffd}\u{fffd}done!"));
         }
     }
     pipeline.stop().await.unwrap();
