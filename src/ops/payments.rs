@@ -151,7 +151,7 @@ pub async fn detect(store: &Store, cfg: &Config, id: &str, d: Detection) -> AppR
         )));
     }
     let p = payments::get_in(&mut tx, id).await?;
-    let merchant = merchants::get(store, &p.merchant_id).await?;
+    let merchant = merchants::get_in(&mut tx, &p.merchant_id).await?;
     let head = chains::head_in(&mut tx, &p.chain).await?;
     // A node chain's head is read at every scan; one older than a few scan
     // intervals counts as unknown (`confirmations` is then null).

@@ -213,7 +213,7 @@ async fn confirm_batch(
             })
         })
         .collect();
-    let queued = emit(&mut tx, store, &changes, now).await?;
+    let queued = emit(&mut tx, &changes, now).await?;
     changes
         .iter()
         .for_each(|c| report.add(&c.payment.status, c.kind));
@@ -246,7 +246,7 @@ async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> App
             reason: None,
         })
         .collect();
-    let queued = emit(&mut tx, store, &changes, now).await?;
+    let queued = emit(&mut tx, &changes, now).await?;
     changes.iter().for_each(|c| report.add("expired", c.kind));
     store.commit(tx, queued).await?;
     Ok(changes.len())
@@ -264,17 +264,12 @@ pub(crate) struct Change {
 
 /// Writes the events of `changes` and their deliveries; true if any
 /// delivery was queued.
-pub(crate) async fn emit(
-    tx: &mut Tx,
-    store: &Store,
-    changes: &[Change],
-    now: i64,
-) -> AppResult<bool> {
+pub(crate) async fn emit(tx: &mut Tx, changes: &[Change], now: i64) -> AppResult<bool> {
     let mut merchants_by_id: HashMap<&str, Merchant> = HashMap::new();
     for c in changes {
         let id = c.payment.merchant_id.as_str();
         if !merchants_by_id.contains_key(id) {
-            merchants_by_id.insert(id, merchants::get(store, id).await?);
+            merchants_by_id.insert(id, merchants::get_in(tx, id).await?);
         }
     }
     let items: Vec<PaymentEvent> = changes

@@ -209,7 +209,7 @@ async fn apply(
             _ => {}
         }
     }
-    let queued = emit(&mut tx, store, &changes, now).await?;
+    let queued = emit(&mut tx, &changes, now).await?;
     for c in &changes {
         report.add(&c.payment.status, c.kind);
     }

@@ -158,6 +158,21 @@ pub async fn get(store: &Store, id: &str) -> AppResult<Merchant> {
         .ok_or_else(|| AppError::not_found("merchant", id))
 }
 
+/// The merchant, read inside the caller's transaction. Code holding a write
+/// transaction must read through it, not the pool: on SQLite, callers
+/// waiting for the write lock can hold every pooled connection, and a read
+/// from the pool would then wait for them while they wait for it.
+pub async fn get_in(tx: &mut Tx, id: &str) -> AppResult<Merchant> {
+    on_tx!(tx, |c, pg| sqlx::query_as::<_, Merchant>(sql!(
+        pg,
+        concat!("SELECT ", columns!(), " FROM merchants WHERE id = $1")
+    ))
+    .bind(id)
+    .fetch_optional(c)
+    .await)?
+    .ok_or_else(|| AppError::not_found("merchant", id))
+}
+
 pub async fn list(store: &Store, page: &Page) -> AppResult<Vec<Merchant>> {
     Ok(on_db!(store.db(), |db, pg| sqlx::query_as::<_, Merchant>(
         sql!(

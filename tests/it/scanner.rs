@@ -186,3 +186,70 @@ async fn bad_payment_input_is_refused_with_the_field_named() {
         .unwrap_err();
     assert!(dup.message.contains("reference"), "{}", dup.message);
 }
+
+/// More concurrent detections than pooled connections, next to scans: each
+/// holds a write transaction and must read only through it (a read from the
+/// pool would wait on callers that wait on the write lock: on SQLite, a
+/// stall until the busy timeout and "database is locked").
+#[tokio::test]
+async fn concurrent_detections_beyond_the_pool_size_all_succeed() {
+    let env = Env::with(|c| c.database.max_connections = 2).await;
+    let m = env.merchant("http://127.0.0.1:9/none").await;
+    env.set_head(1000).await;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let p = payments::create(
+            &env.store,
+            &env.cfg,
+            NewPayment {
+                merchant_id: m.merchant.id.clone(),
+                reference: format!("C{i}"),
+                chain: "ethereum".into(),
+                token: Some("USDT".into()),
+                address: "0xabc".into(),
+                expected_amount: "5".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        ids.push(p.id);
+    }
+    let detects = futures::future::join_all(ids.iter().enumerate().map(|(i, id)| {
+        payments::detect(
+            &env.store,
+            &env.cfg,
+            id,
+            payments::Detection {
+                tx_hash: format!("0xc{i}"),
+                amount: "5".into(),
+                block_number: 980,
+            },
+        )
+    }));
+    let scans = futures::future::join_all((0..4).map(|_| scan_once(&env.store, &env.cfg)));
+    let (detects, scans) = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures::future::join(detects, scans),
+    )
+    .await
+    .expect("detections stalled");
+    for r in detects {
+        r.unwrap();
+    }
+    for r in scans {
+        r.unwrap();
+    }
+    // Whatever the scans did not confirm, one more scan does.
+    scan_once(&env.store, &env.cfg).await.unwrap();
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM payments WHERE status = 'confirmed'")
+            .await,
+        24
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM events WHERE type = 'payment.confirmed'")
+            .await,
+        24
+    );
+}
