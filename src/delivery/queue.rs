@@ -205,7 +205,7 @@ pub async fn push_many(tx: &mut Tx, jobs: &[(DeliveryJob, i64, Lane)]) -> AppRes
              SELECT convert_to(j.value ->> 'job', 'UTF8'), j.value ->> 'id', j.value ->> 'queue', 'Pending', 0, 25, \
              to_timestamp(CAST(j.value ->> 'run_at' AS BIGINT)), 0, \
              hstore(ARRAY['delivery_id', 'endpoint', 'merchant_id'], ARRAY[d.id, d.endpoint, d.merchant_id]) \
-             FROM payhook_json_rows($1::json) AS j CROSS JOIN LATERAL \
+             FROM payhook_json_rows($1::jsonb) AS j CROSS JOIN LATERAL \
              (SELECT id, endpoint, merchant_id FROM deliveries WHERE id = j.value ->> 'delivery') AS d"
         } else {
             "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
@@ -227,7 +227,7 @@ pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppRes
     on_tx!(tx, |c, pg| {
         let sql = if pg {
             "DELETE FROM apalis.jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
-             AND metadata -> 'delivery_id' IN (SELECT value ->> 'id' FROM payhook_json_rows($1::json))"
+             AND metadata -> 'delivery_id' IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))"
         } else {
             "DELETE FROM Jobs WHERE status IN ('Pending', 'Failed') AND job_type IN ($2, $3) \
              AND CAST(job AS TEXT) ->> 'delivery_id' IN (SELECT value ->> 'id' FROM json_each($1))"
@@ -363,7 +363,7 @@ pub async fn finish_many(tx: &mut Tx, job_ids: &[&str]) -> AppResult<()> {
     }
     on_tx!(tx, |c, pg| {
         let sql = if pg {
-            "DELETE FROM apalis.jobs WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::json))"
+            "DELETE FROM apalis.jobs WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))"
         } else {
             "DELETE FROM Jobs WHERE id IN (SELECT value ->> 'id' FROM json_each($1))"
         };

@@ -4,8 +4,8 @@
 //! [`sql!`](crate::sql)):
 //!
 //! - `json_each($N)` (a JSON array bound as text, each element an object read
-//!   with `value ->> 'key'`) → `payhook_json_rows($N::json)`, which is
-//!   `json_array_elements` planned as one row (see migration 0003: with the
+//!   with `value ->> 'key'`) → `payhook_json_rows($N::jsonb)`, which is
+//!   `jsonb_array_elements` planned as one row (see migration 0003: with the
 //!   built-in's 100-row estimate the planner scans whole tables);
 //! - a unary `+` before a column (`+d.status = 'pending'`, which stops SQLite
 //!   from choosing the status index over the primary key) → the column.
@@ -23,7 +23,7 @@ pub fn to_postgres(sql: &str) -> String {
         let close = after.find(')').unwrap_or(after.len());
         out.push_str("payhook_json_rows(");
         out.push_str(&after[..close]);
-        out.push_str("::json");
+        out.push_str("::jsonb");
         rest = &after[close..];
     }
     out.push_str(rest);
@@ -50,7 +50,7 @@ mod tests {
     fn rewrites_only_the_sqlite_spellings() {
         assert_eq!(
             to_postgres("SELECT value ->> 'id' FROM json_each($1) AS j WHERE +d.status = 'x' AND (+status = 1)"),
-            "SELECT value ->> 'id' FROM payhook_json_rows($1::json) AS j WHERE d.status = 'x' AND (status = 1)"
+            "SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb) AS j WHERE d.status = 'x' AND (status = 1)"
         );
         assert_eq!(
             to_postgres("SELECT a + 1, b +1 FROM t"),
@@ -58,7 +58,7 @@ mod tests {
         );
         assert_eq!(
             to_postgres("json_each($12) JOIN json_each($3)"),
-            "payhook_json_rows($12::json) JOIN payhook_json_rows($3::json)"
+            "payhook_json_rows($12::jsonb) JOIN payhook_json_rows($3::jsonb)"
         );
     }
 }
