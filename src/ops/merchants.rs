@@ -166,9 +166,7 @@ pub async fn update(
 /// Validates `input` and writes it into `m`; errors name the field.
 async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<()> {
     let name = input.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(AppError::bad_input("name: expected 1 to 200 characters"));
-    }
+    super::text("name", name, 200)?;
     target::vet_url_resolved("webhook_url", &input.webhook_url, target_policy(cfg)).await?;
     let scheme = input.signature_scheme.as_deref().unwrap_or("standard");
     let (header, prefix) = match scheme {

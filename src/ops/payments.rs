@@ -11,6 +11,7 @@ use crate::events::EventType;
 use crate::ids;
 use crate::money::Amount;
 use crate::ops::merchants::target_policy;
+use crate::ops::text;
 use crate::store::payments::{self, Payment};
 use crate::store::{self, chains, merchants, Store};
 use crate::time::{now_ms, parse_rfc3339};
@@ -52,15 +53,6 @@ fn known_chain(cfg: &Config, chain: &str) -> AppResult<()> {
             known.join(", ")
         }
     )))
-}
-
-fn text(field: &str, v: &str, max: usize) -> AppResult<()> {
-    if v.trim().is_empty() || v.len() > max {
-        return Err(AppError::bad_input(format!(
-            "{field}: expected 1 to {max} characters"
-        )));
-    }
-    Ok(())
 }
 
 pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult<Payment> {

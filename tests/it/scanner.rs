@@ -170,6 +170,14 @@ async fn bad_payment_input_is_refused_with_the_field_named() {
             },
             "mer_nope",
         ),
+        // A NUL cannot be stored on Postgres: refused on both backends.
+        (
+            NewPayment {
+                reference: "a\0b".into(),
+                ..base()
+            },
+            "reference: expected 1 to 200 characters, no control characters",
+        ),
     ];
     for (input, field) in cases {
         let e = payments::create(&env.store, &env.cfg, input)
@@ -185,6 +193,19 @@ async fn bad_payment_input_is_refused_with_the_field_named() {
         .await
         .unwrap_err();
     assert!(dup.message.contains("reference"), "{}", dup.message);
+    let e = payhook::ops::merchants::create(
+        &env.store,
+        &env.cfg,
+        payhook::ops::merchants::NewMerchant {
+            name: "shop\0".into(),
+            webhook_url: "http://127.0.0.1:9/none".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.message.starts_with("name: "), "{}", e.message);
+    assert_eq!(e.exit_code(), 2);
 }
 
 /// More concurrent detections than pooled connections, next to scans: each
