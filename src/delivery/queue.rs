@@ -98,11 +98,13 @@ pub async fn setup(db: &Db) -> AppResult<()> {
             // that goes quadratic when the statistics are stale (they always
             // are for a queue table: measured 46 ms per fetch of 64 jobs from
             // 5,000); it is replaced by one that updates the ids by primary
-            // key. Finished jobs are deleted the same way, by
-            // `payhook_finish_jobs`: written as a join, the delete was planned
-            // against a table last analyzed empty (estimated at one row) as a
-            // full scan per finished id, up to 900 ms per batch at a 20,000
-            // job backlog. Both run with sequential scans off. The queue
+            // key. Finished jobs are deleted and a stuck endpoint's jobs
+            // parked the same way (`payhook_finish_jobs`,
+            // `payhook_park_endpoint`): written as joins, against a table
+            // last analyzed empty (so estimated at one row), they were
+            // planned as a full scan per row: a delete took up to 900 ms per
+            // batch and a park 40 s at a 20,000-job backlog. All three run
+            // with sequential scans off. The queue
             // table churns (every job is inserted, locked and deleted), so
             // autovacuum visits it after 1,000 dead rows rather than 20 % of
             // the table. Several processes may start at once: one at a time,
@@ -143,14 +145,6 @@ pub async fn setup(db: &Db) -> AppResult<()> {
                      RETURNING j.*; \
                    $f$; \
                  END IF; \
-                 IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'payhook_finish_jobs' \
-                   AND pronamespace = 'apalis'::regnamespace) THEN \
-                   CREATE FUNCTION apalis.payhook_finish_jobs(ids jsonb) RETURNS void \
-                     LANGUAGE sql VOLATILE SET enable_seqscan = off AS $f$ \
-                     DELETE FROM apalis.jobs WHERE id = ANY(ARRAY( \
-                       SELECT value ->> 'id' FROM jsonb_array_elements(ids))); \
-                   $f$; \
-                 END IF; \
                  IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = 'apalis.jobs'::regclass \
                    AND reloptions @> ARRAY['autovacuum_vacuum_threshold=1000']) THEN \
                    ALTER TABLE apalis.jobs SET (autovacuum_vacuum_scale_factor = 0.01, \
@@ -158,6 +152,21 @@ pub async fn setup(db: &Db) -> AppResult<()> {
                      autovacuum_vacuum_cost_delay = 0); \
                  END IF; \
                  END $$",
+                // payhook's own statements on the queue table, as functions
+                // so they can run with sequential scans off (see above).
+                "CREATE OR REPLACE FUNCTION apalis.payhook_finish_jobs(ids jsonb) RETURNS void \
+                 LANGUAGE sql VOLATILE SET enable_seqscan = off AS $f$ \
+                 DELETE FROM apalis.jobs WHERE id = ANY(ARRAY( \
+                   SELECT value ->> 'id' FROM jsonb_array_elements(ids))); \
+                 $f$",
+                "CREATE OR REPLACE FUNCTION apalis.payhook_park_endpoint(v_endpoint text, v_until bigint, \
+                   v_first text, v_retry text) RETURNS void \
+                 LANGUAGE sql VOLATILE SET enable_seqscan = off AS $f$ \
+                 UPDATE apalis.jobs SET run_at = to_timestamp(v_until) WHERE id = ANY(ARRAY( \
+                   SELECT id FROM apalis.jobs WHERE metadata -> 'endpoint' = v_endpoint \
+                     AND status = 'Pending' AND job_type IN (v_first, v_retry) \
+                     AND run_at < to_timestamp(v_until) FOR UPDATE SKIP LOCKED)); \
+                 $f$",
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -256,27 +265,36 @@ pub async fn cancel_for_deliveries(tx: &mut Tx, delivery_ids: &[&str]) -> AppRes
 }
 
 /// Holds every waiting job of `endpoint`'s pending deliveries until
-/// `until_ms` (never brings one earlier).
-pub async fn park_endpoint(tx: &mut Tx, endpoint: &str, until_ms: i64) -> AppResult<()> {
-    on_tx!(tx, |c, pg| {
+/// `until_ms` (never brings one earlier), in a task of its own: parking a
+/// large backlog takes a while, and the outcome batch that asked for it (and
+/// every outcome behind it) must not wait. Parking is an optimisation: a job
+/// it misses, or one another transaction holds at the time (skipped, not
+/// waited for), is held back when it runs.
+pub fn park_endpoint(store: &Store, endpoint: String, until_ms: i64) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = park_now(&store, &endpoint, until_ms).await {
+            tracing::debug!(error = %e, "parking an endpoint's queued jobs failed");
+        }
+    });
+}
+
+async fn park_now(store: &Store, endpoint: &str, until_ms: i64) -> AppResult<()> {
+    let until = (until_ms.max(0) as u64).div_ceil(1000) as i64;
+    on_db!(store.db(), |db, pg| {
         let sql = if pg {
-            // Rows another transaction holds (being fetched or finished)
-            // are skipped, not waited for: parking is an optimisation, a
-            // job it misses is held back when it runs.
-            "UPDATE apalis.jobs SET run_at = GREATEST(run_at, to_timestamp($2)) WHERE id IN \
-             (SELECT id FROM apalis.jobs WHERE metadata -> 'endpoint' = $1 AND status = 'Pending' \
-              AND job_type IN ($3, $4) FOR UPDATE SKIP LOCKED)"
+            "SELECT apalis.payhook_park_endpoint($1, $2, $3, $4)"
         } else {
-            "UPDATE Jobs SET run_at = MAX(run_at, $2) WHERE status = 'Pending' AND job_type IN ($3, $4) \
-             AND CAST(job AS TEXT) ->> 'delivery_id' IN \
+            "UPDATE Jobs SET run_at = $2 WHERE status = 'Pending' AND job_type IN ($3, $4) \
+             AND run_at < $2 AND CAST(job AS TEXT) ->> 'delivery_id' IN \
              (SELECT id FROM deliveries WHERE endpoint = $1 AND status = 'pending')"
         };
         sqlx::query(sql)
             .bind(endpoint)
-            .bind((until_ms.max(0) as u64).div_ceil(1000) as i64)
+            .bind(until)
             .bind(Lane::First.queue())
             .bind(Lane::Retry.queue())
-            .execute(c)
+            .execute(db)
             .await
             .map(|_| ())
     })?;

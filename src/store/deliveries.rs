@@ -168,7 +168,7 @@ pub struct Finished {
 
 /// Writes many outcomes in one transaction: the attempt rows, the delivery
 /// state, the next job or the dead letter, and the removal of the finished
-/// jobs. Set-based: a batch of any size is a handful of statements. A stale
+/// jobs (a requested park of an endpoint's other jobs follows on its own). Set-based: a batch of any size is a handful of statements. A stale
 /// outcome (the delivery was already settled, e.g. a job re-run after a
 /// crash) changes nothing.
 pub async fn apply_outcomes(
@@ -308,6 +308,7 @@ pub async fn apply_outcomes(
             Outcome::Attempted { .. } => None,
         })
         .collect();
+    let mut parks = Vec::new();
     if !deferred.is_empty() {
         let rows: Vec<serde_json::Value> = deferred
             .iter()
@@ -349,13 +350,16 @@ pub async fn apply_outcomes(
             .collect();
         queued |= !jobs.is_empty();
         queue::push_many(&mut tx, &jobs).await?;
-        for (_, _, at, park) in &deferred {
-            if let Some(endpoint) = park {
-                queue::park_endpoint(&mut tx, endpoint, *at).await?;
-            }
-        }
+        parks = deferred
+            .iter()
+            .filter_map(|(_, _, at, park)| park.as_ref().map(|e| (e.clone(), *at)))
+            .collect();
     }
-    store.commit(tx, queued).await
+    store.commit(tx, queued).await?;
+    for (endpoint, until) in parks {
+        queue::park_endpoint(store, endpoint, until);
+    }
+    Ok(())
 }
 
 pub async fn get(store: &Store, id: &str) -> AppResult<Delivery> {
