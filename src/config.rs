@@ -11,6 +11,8 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::AppError;
+use crate::ids::Secret;
+use crate::urls::redact_url;
 
 /// A duration written as a humantime string (`"10s"`, `"5m"`, `"6h"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +70,13 @@ pub struct ScannerConfig {
     pub batch_size: u32,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub confirmations: u32,
-    #[serde(default)]
-    pub rpc_url: Option<String>,
+    /// A node URL often carries an API key (path, query or userinfo).
+    #[serde(default, skip_serializing)]
+    pub rpc_url: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,40 +110,12 @@ pub struct CircuitConfig {
     pub disable_after: HumanDuration,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: String,
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-/// A node URL often carries an API key (path, query or userinfo): only
-/// its scheme and host show in `{:?}` and in error messages.
-pub fn redact_node_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("")),
-        Err(_) => "(not a URL; not shown, it may hold an API key)".to_string(),
-    }
-}
-
-impl std::fmt::Debug for ChainConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainConfig")
-            .field("confirmations", &self.confirmations)
-            .field("rpc_url", &self.rpc_url.as_deref().map(redact_node_url))
-            .finish()
-    }
-}
-
-// The token never shows in `{:?}` of a config.
-impl std::fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
-            .finish()
-    }
+    #[serde(default, skip_serializing)]
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,7 +211,7 @@ impl Config {
             return Err(bad(
                 "database.url",
                 "sqlite://… or postgres://…",
-                &crate::store::redact_url(url),
+                &redact_url(url),
             ));
         }
         positive(
@@ -262,13 +237,14 @@ impl Config {
                 chain.confirmations as u64,
             )?;
             if let Some(rpc) = &chain.rpc_url {
+                let rpc = rpc.expose();
                 match url::Url::parse(rpc) {
                     Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
                     _ => {
                         return Err(bad(
                             &format!("chains.{name}.rpc_url"),
                             "an http:// or https:// URL",
-                            &redact_node_url(rpc),
+                            &redact_url(rpc),
                         ))
                     }
                 }
@@ -314,7 +290,7 @@ impl Config {
             ));
         }
         if let Some(t) = &self.admin.token {
-            if t.len() < 16 {
+            if t.expose().len() < 16 {
                 return Err(AppError::config(
                     "admin.token: expected at least 16 characters (run `payhook init` to generate one)".to_string(),
                 ));
@@ -325,7 +301,7 @@ impl Config {
 
     /// `admin.token` is required by the processes that serve the admin API.
     pub fn require_admin_token(&self) -> Result<&str, AppError> {
-        self.admin.token.as_deref().ok_or_else(|| {
+        self.admin.token.as_ref().map(Secret::expose).ok_or_else(|| {
             AppError::config(
                 "admin.token: required (a random string of at least 16 characters; `payhook init` writes one)"
                     .to_string(),
@@ -426,7 +402,7 @@ mod tests {
     #[test]
     fn secrets_stay_out_of_debug_and_errors() {
         let mut cfg = Config::default();
-        cfg.admin.token = Some("tok-0123456789abcdef".into());
+        cfg.admin.token = Some(Secret::new("tok-0123456789abcdef"));
         assert!(!format!("{cfg:?}").contains("tok-0123456789abcdef"));
         cfg.database.url = "mysql://user:hunter2@db/x".into();
         let e = cfg.validate().unwrap_err();
@@ -441,7 +417,7 @@ mod tests {
             "eth".into(),
             ChainConfig {
                 confirmations: 12,
-                rpc_url: Some("wss://mainnet.example/ws/v3/SECRETKEY1".into()),
+                rpc_url: Some(Secret::new("wss://mainnet.example/ws/v3/SECRETKEY1")),
             },
         );
         assert!(!format!("{cfg:?}").contains("SECRETKEY1"));

@@ -3,6 +3,7 @@
 //! confirmation → signed delivery; one delivery fails, retries, lands in the
 //! DLQ and is resubmitted once the receiver is "fixed".
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{ChainConfig, Config, HumanDuration};
 use crate::delivery::{dlq, signer};
+use crate::domain::DeliveryStatus;
 use crate::error::{AppError, AppResult};
+use crate::ids::MerchantId;
 use crate::ops::merchants::{self, NewMerchant};
 use crate::ops::payments::{self, Detection, NewPayment};
 use crate::pipeline::{Parts, Pipeline};
@@ -88,34 +91,72 @@ fn step(msg: &str) {
     println!("\n▸ {msg}");
 }
 
+/// The demo, step by step: set up, register a merchant, feed payments
+/// through detection and confirmation, watch one delivery die, fix the
+/// receiver and resubmit it, then show what the merchant received.
 pub async fn run(mut cfg: Config) -> AppResult<()> {
-    // The demo talks to its own receiver on loopback over plain HTTP, and
-    // retries fast so the dead-letter path shows within seconds.
+    let confirmations = demo_config(&mut cfg);
+    println!(
+        "payhook demo — database {}",
+        crate::urls::redact_url(&cfg.database.url)
+    );
+    let store = crate::cli::open(&cfg).await?;
+    let inbox: Shared = Arc::new(Mutex::new(Inbox {
+        broken: true,
+        ..Default::default()
+    }));
+    let (addr, server) = start_receiver(inbox.clone()).await?;
+    step(&format!("merchant receiver listening on http://{addr}"));
+    let parts = Parts {
+        scanner: true,
+        sender: true,
+    };
+    let pipeline = Pipeline::start(&store, &cfg, parts)?;
+    let merchant_id = register_merchant(&store, &cfg, addr, &inbox).await?;
+    let head = feed_payments(&store, &cfg, addr, &merchant_id).await?;
+    step(&format!(
+        "chain head advances to {} ({confirmations} confirmations)",
+        head + confirmations - 1
+    ));
+    payments::set_head(&store, &cfg, "ethereum", head + confirmations - 1).await?;
+    let bar = progress(8, "deliveries settled  {msg}");
+    let settled = wait_for(&store, &merchant_id, &bar, |ok, dead| {
+        ok + dead >= 8 && dead >= 1
+    })
+    .await?;
+    bar.finish_with_message(format!("{} delivered, {} dead", settled.0, settled.1));
+    resubmit_dead_letter(&store, &merchant_id, &inbox).await?;
+    let bar = progress(9, "deliveries settled");
+    wait_for(&store, &merchant_id, &bar, |ok, _| ok >= 8).await?;
+    bar.finish();
+    pipeline.stop().await?;
+    server.abort();
+    report(&store, &inbox).await
+}
+
+/// The demo talks to its own receiver on loopback over plain HTTP, and
+/// retries fast so the dead-letter path shows within seconds. Returns the
+/// confirmations the demo chain needs.
+fn demo_config(cfg: &mut Config) -> i64 {
     cfg.delivery.allow_http = true;
     cfg.delivery.allow_private_targets = true;
     cfg.retry.base = HumanDuration(Duration::from_secs(1));
     cfg.retry.max_attempts = 3;
     cfg.retry.cap = HumanDuration(Duration::from_secs(60));
     cfg.scanner.interval = HumanDuration(Duration::from_millis(500));
-    let confirmations = cfg
-        .chains
+    cfg.chains
         .entry("ethereum".into())
         .or_insert(ChainConfig {
             confirmations: 12,
             rpc_url: None,
         })
-        .confirmations as i64;
+        .confirmations as i64
+}
 
-    println!(
-        "payhook demo — database {}",
-        store::redact_url(&cfg.database.url)
-    );
-    let store = crate::cli::open(&cfg).await?;
-
-    let inbox: Shared = Arc::new(Mutex::new(Inbox {
-        broken: true,
-        ..Default::default()
-    }));
+/// The built-in merchant receiver on a free loopback port.
+async fn start_receiver(
+    inbox: Shared,
+) -> AppResult<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| AppError::internal(format!("cannot bind the demo receiver: {e}")))?;
@@ -125,107 +166,93 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     let app = Router::new()
         .route("/webhooks", post(receive))
         .route("/flaky", post(receive))
-        .with_state(inbox.clone());
+        .with_state(inbox);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    step(&format!("merchant receiver listening on http://{addr}"));
+    Ok((addr, server))
+}
 
-    let pipeline = Pipeline::start(
-        &store,
-        &cfg,
-        Parts {
-            scanner: true,
-            sender: true,
-        },
-    )?;
-
-    let created = merchants::create(
-        &store,
-        &cfg,
-        NewMerchant {
-            name: "Demo Shop".into(),
-            webhook_url: format!("http://{addr}/webhooks"),
-            ..Default::default()
-        },
-    )
-    .await?;
-    inbox.lock().unwrap_or_else(|p| p.into_inner()).secret = created.secret.clone();
-    let merchant_id = created.merchant.id.clone();
+async fn register_merchant(
+    store: &Store,
+    cfg: &Config,
+    addr: SocketAddr,
+    inbox: &Shared,
+) -> AppResult<MerchantId> {
+    let input = NewMerchant {
+        name: "Demo Shop".into(),
+        webhook_url: format!("http://{addr}/webhooks"),
+        ..Default::default()
+    };
+    let created = merchants::create(store, cfg, input).await?;
+    inbox.lock().unwrap_or_else(|p| p.into_inner()).secret =
+        created.secret.expose().to_string();
+    let merchant_id = created.merchant.id;
     step(&format!(
         "registered merchant {merchant_id} (secret whsec_…, scheme standard)"
     ));
+    Ok(merchant_id)
+}
 
-    let run = &merchant_id[merchant_id.len() - 6..];
+/// Four payments, each detected at the next block: exact, short, over by
+/// one wei, and one to a per-payment callback URL that fails. Returns the
+/// block they were detected in.
+async fn feed_payments(
+    store: &Store,
+    cfg: &Config,
+    addr: SocketAddr,
+    merchant_id: &MerchantId,
+) -> AppResult<i64> {
+    let id = merchant_id.as_str();
+    let run = &id[id.len().saturating_sub(6)..];
     let orders = [
         ("100.00", "100.00", None),
         ("50.00", "49.99", None),
         ("1.000000000000000001", "1.000000000000000002", None),
         ("25.00", "25.00", Some(format!("http://{addr}/flaky"))),
     ];
-    let head = store::chains::list(&store)
+    let head = store::chains::list(store)
         .await?
         .into_iter()
         .find(|c| c.name == "ethereum")
-        .map(|c| c.head)
-        .unwrap_or(19_000_000)
+        .map_or(19_000_000, |c| c.head)
         + 1;
-    payments::set_head(&store, &cfg, "ethereum", head).await?;
-    for (i, (expected, received, callback)) in orders.iter().enumerate() {
-        let p = payments::create(
-            &store,
-            &cfg,
-            NewPayment {
-                merchant_id: merchant_id.clone(),
-                reference: format!("ORDER-{run}-{}", i + 1),
-                chain: "ethereum".into(),
-                token: Some("USDT".into()),
-                address: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into(),
-                expected_amount: expected.to_string(),
-                callback_url: callback.clone(),
-                expires_at: None,
-            },
-        )
-        .await?;
-        payments::detect(
-            &store,
-            &cfg,
-            &p.id,
-            Detection {
-                tx_hash: format!("0x{:064x}", head as u64 * 10 + i as u64),
-                amount: received.to_string(),
-                block_number: head,
-            },
-        )
-        .await?;
+    payments::set_head(store, cfg, "ethereum", head).await?;
+    for (i, (expected, received, callback)) in orders.into_iter().enumerate() {
+        let input = NewPayment {
+            merchant_id: merchant_id.clone(),
+            reference: format!("ORDER-{run}-{}", i + 1),
+            chain: "ethereum".into(),
+            token: Some("USDT".into()),
+            address: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into(),
+            expected_amount: expected.to_string(),
+            callback_url: callback,
+            expires_at: None,
+        };
+        let p = payments::create(store, cfg, input).await?;
+        let sighting = Detection {
+            tx_hash: format!("0x{:064x}", head as u64 * 10 + i as u64),
+            amount: received.to_string(),
+            block_number: head,
+        };
+        payments::detect(store, cfg, &p.id, sighting).await?;
         println!(
             "  {} expects {expected:>22}, detected {received:>22}",
             p.reference
         );
     }
-    step(&format!(
-        "chain head advances to {} ({confirmations} confirmations)",
-        head + confirmations - 1
-    ));
-    payments::set_head(&store, &cfg, "ethereum", head + confirmations - 1).await?;
+    Ok(head)
+}
 
-    let bar = ProgressBar::new(8);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "  {spinner} [{bar:30}] {pos}/{len} deliveries settled  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    let settled = wait_for(&store, &merchant_id, &bar, |ok, dead| {
-        ok + dead >= 8 && dead >= 1
-    })
-    .await?;
-    bar.finish_with_message(format!("{} delivered, {} dead", settled.0, settled.1));
-
+/// Shows the dead letter, fixes the receiver and resubmits it.
+async fn resubmit_dead_letter(
+    store: &Store,
+    merchant_id: &MerchantId,
+    inbox: &Shared,
+) -> AppResult<()> {
     let filter = dead_letters::Filter {
         merchant_id: Some(merchant_id.clone()),
         ..Default::default()
     };
-    let dead = dead_letters::list(&store, &filter, &Page::new(Some(10), None)?).await?;
+    let dead = dead_letters::list(store, &filter, &Page::new(Some(10), None)?).await?;
     let Some(row) = dead.first() else {
         return Err(AppError::internal(
             "demo: expected a dead letter, found none",
@@ -240,25 +267,18 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
         row.reason
     ));
     inbox.lock().unwrap_or_else(|p| p.into_inner()).broken = false;
-    let new_delivery = dlq::resubmit(&store, &row.id).await?;
+    let new_delivery = dlq::resubmit(store, &row.id).await?;
     step(&format!(
         "receiver fixed; resubmitted as delivery {new_delivery} (same webhook-id)"
     ));
-    let bar = ProgressBar::new(9);
-    bar.set_style(
-        ProgressStyle::with_template("  {spinner} [{bar:30}] {pos}/{len} deliveries settled")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    wait_for(&store, &merchant_id, &bar, |ok, _| ok >= 8).await?;
-    bar.finish();
+    Ok(())
+}
 
-    pipeline.stop().await?;
-    server.abort();
-
+/// What the merchant received, and whether every signature verified.
+async fn report(store: &Store, inbox: &Shared) -> AppResult<()> {
     step("what the merchant received");
-    let all_verified = print_inbox(&inbox);
-    let statuses = store::payments::count_by_status(&store).await?;
+    let all_verified = print_inbox(inbox);
+    let statuses = store::payments::count_by_status(store).await?;
     println!(
         "\n  payments by status (whole database): {}",
         statuses
@@ -273,6 +293,16 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
     }
     println!("\nDone: every webhook was signed and verified; the failed one was dead-lettered and resubmitted.");
     Ok(())
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("  {{spinner}} [{{bar:30}}] {{pos}}/{{len}} {what}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
 }
 
 /// Prints what the receiver got; true if every signature verified.
@@ -299,19 +329,23 @@ fn print_inbox(inbox: &Shared) -> bool {
 /// Polls this merchant's deliveries until `done(succeeded, dead)` or 60 s.
 async fn wait_for(
     store: &Store,
-    merchant_id: &str,
+    merchant_id: &MerchantId,
     bar: &ProgressBar,
     done: impl Fn(u64, u64) -> bool,
 ) -> AppResult<(u64, u64)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let page = Page::new(Some(Page::MAX), None)?;
-        let list = store::deliveries::list(store, None, Some(merchant_id), None, &page).await?;
-        let ok = list.iter().filter(|d| d.status == "succeeded").count() as u64;
-        let dead = list.iter().filter(|d| d.status == "dead").count() as u64;
+        let filter = store::deliveries::Filter {
+            merchant_id: Some(merchant_id.clone()),
+            ..Default::default()
+        };
+        let list = store::deliveries::list(store, &filter, &page).await?;
+        let count = |s: DeliveryStatus| list.iter().filter(|d| d.status == s).count() as u64;
+        let (ok, dead) = (count(DeliveryStatus::Succeeded), count(DeliveryStatus::Dead));
         let retrying = list
             .iter()
-            .filter(|d| d.status == "pending" && d.attempts > 0)
+            .filter(|d| d.status == DeliveryStatus::Pending && d.attempts > 0)
             .count();
         bar.set_position(ok + dead);
         bar.set_message(if retrying > 0 {

@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
+use crate::domain::PaymentStatus;
 use crate::error::AppError;
-use crate::store::payments::Payment;
 use crate::time::rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,14 +56,14 @@ impl EventType {
     }
 
     /// The event a payment emits on entering `status`.
-    pub fn for_payment_status(status: &str) -> Option<EventType> {
+    pub fn for_payment_status(status: PaymentStatus) -> Option<EventType> {
         Some(match status {
-            "detected" => EventType::Detected,
-            "confirmed" => EventType::Confirmed,
-            "underpaid" => EventType::Underpaid,
-            "overpaid" => EventType::Overpaid,
-            "expired" => EventType::Expired,
-            _ => return None,
+            PaymentStatus::Detected => EventType::Detected,
+            PaymentStatus::Confirmed => EventType::Confirmed,
+            PaymentStatus::Underpaid => EventType::Underpaid,
+            PaymentStatus::Overpaid => EventType::Overpaid,
+            PaymentStatus::Expired => EventType::Expired,
+            PaymentStatus::Pending => return None,
         })
     }
 }
@@ -77,29 +77,40 @@ struct Envelope<'a, D: Serialize> {
     data: D,
 }
 
+/// The `data` of a payment event, in the order merchants receive it.
 #[derive(Serialize)]
-struct PaymentData<'a> {
-    payment_id: &'a str,
-    reference: &'a str,
-    status: &'a str,
-    chain: &'a str,
-    token: Option<&'a str>,
-    address: &'a str,
-    expected_amount: &'a str,
-    received_amount: Option<&'a str>,
+pub struct PaymentData<'a> {
+    pub payment_id: &'a str,
+    pub reference: &'a str,
+    pub status: &'a str,
+    pub chain: &'a str,
+    pub token: Option<&'a str>,
+    pub address: &'a str,
+    pub expected_amount: &'a str,
+    pub received_amount: Option<&'a str>,
     /// Only when the node showed an on-chain value different from the one
     /// reported (`received_amount` is then the on-chain value).
     #[serde(skip_serializing_if = "Option::is_none")]
-    reported_amount: Option<&'a str>,
-    tx_hash: Option<&'a str>,
-    block_number: Option<i64>,
-    confirmations: Option<i64>,
-    detected_at: Option<String>,
-    confirmed_at: Option<String>,
-    expires_at: Option<String>,
+    pub reported_amount: Option<&'a str>,
+    pub tx_hash: Option<&'a str>,
+    pub block_number: Option<i64>,
+    pub confirmations: Option<i64>,
+    pub detected_at: Option<String>,
+    pub confirmed_at: Option<String>,
+    pub expires_at: Option<String>,
     /// `payment.reorged` only: why the transaction no longer counts.
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+/// Confirmations of a transaction mined in `block` when the head is `head`
+/// (0 while the head is behind it; unknown without either).
+pub fn confirmations(block: Option<i64>, head: Option<i64>) -> Option<i64> {
+    match (block, head) {
+        (Some(b), Some(h)) if h >= b => Some(h.checked_sub(b)?.checked_add(1)?),
+        (Some(_), Some(_)) => Some(0),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
@@ -108,39 +119,13 @@ struct TestData<'a> {
     message: &'a str,
 }
 
-/// The body for a payment event. `confirmations` is counted against `head`;
-/// `reason` is set for `payment.reorged`.
+/// The body for a payment event.
 pub fn payment_body(
     event_id: &str,
     kind: EventType,
     created_at_ms: i64,
-    p: &Payment,
-    head: Option<i64>,
-    reason: Option<&str>,
+    data: PaymentData<'_>,
 ) -> String {
-    let confirmations = match (p.block_number, head) {
-        (Some(b), Some(h)) if h >= b => Some(h - b + 1),
-        (Some(_), Some(_)) => Some(0),
-        _ => None,
-    };
-    let data = PaymentData {
-        payment_id: &p.id,
-        reference: &p.reference,
-        status: &p.status,
-        chain: &p.chain,
-        token: p.token.as_deref(),
-        address: &p.address,
-        expected_amount: &p.expected_amount,
-        received_amount: p.received_amount.as_deref(),
-        reported_amount: p.reported_amount.as_deref(),
-        tx_hash: p.tx_hash.as_deref(),
-        block_number: p.block_number,
-        confirmations,
-        detected_at: p.detected_at.map(rfc3339),
-        confirmed_at: p.confirmed_at.map(rfc3339),
-        expires_at: p.expires_at.map(rfc3339),
-        reason,
-    };
     encode(event_id, kind, created_at_ms, data)
 }
 
@@ -168,26 +153,24 @@ fn encode<D: Serialize>(id: &str, kind: EventType, created_at_ms: i64, data: D) 
 mod tests {
     use super::*;
 
-    fn payment() -> Payment {
-        Payment {
-            id: "pay_1".into(),
-            merchant_id: "mer_1".into(),
-            reference: "ORDER-1".into(),
-            chain: "ethereum".into(),
-            token: Some("USDT".into()),
-            address: "0xabc".into(),
-            expected_amount: "100.00".into(),
-            received_amount: Some("100.00".into()),
+    fn payment() -> PaymentData<'static> {
+        PaymentData {
+            payment_id: "pay_1",
+            reference: "ORDER-1",
+            status: "confirmed",
+            chain: "ethereum",
+            token: Some("USDT"),
+            address: "0xabc",
+            expected_amount: "100.00",
+            received_amount: Some("100.00"),
             reported_amount: None,
-            tx_hash: Some("0xdead".into()),
+            tx_hash: Some("0xdead"),
             block_number: Some(100),
-            status: "confirmed".into(),
-            callback_url: None,
+            confirmations: confirmations(Some(100), Some(111)),
+            detected_at: Some(rfc3339(1_700_000_000_000)),
+            confirmed_at: Some(rfc3339(1_700_000_100_000)),
             expires_at: None,
-            detected_at: Some(1_700_000_000_000),
-            confirmed_at: Some(1_700_000_100_000),
-            created_at: 1_700_000_000_000,
-            updated_at: 1_700_000_000_000,
+            reason: None,
         }
     }
 
@@ -197,9 +180,7 @@ mod tests {
             "evt_1",
             EventType::Confirmed,
             1_700_000_100_000,
-            &payment(),
-            Some(111),
-            None,
+            payment(),
         );
         assert!(body.starts_with(r#"{"id":"evt_1","type":"payment.confirmed","created_at":"2023-11-14T22:15:00Z","data":{"payment_id":"pay_1","reference":"ORDER-1","status":"confirmed","chain":"ethereum","token":"USDT""#), "{body}");
         assert!(body.contains(r#""block_number":100,"confirmations":12,"#));

@@ -1,5 +1,8 @@
-//! Prefixed identifiers (`mer_`, `pay_`, `evt_`, `dlv_`, `dlq_` + ULID) and
-//! the secrets merchants verify with.
+//! Prefixed identifiers (`mer_`, `pay_`, `evt_`, `dlv_`, `dlq_` + ULID), one
+//! type per kind so a delivery id can never be passed where an event id is
+//! meant, and the secrets merchants verify with.
+
+use std::fmt;
 
 use base64::Engine;
 use rand::RngCore;
@@ -15,14 +18,126 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", ulid::Ulid::new())
 }
 
+/// An id type: stored and shown as its string, minted with its prefix.
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident, $prefix:expr) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh id.
+            pub fn new() -> Self {
+                $name(new_id($prefix))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::new()
+            }
+        }
+
+        /// An id as a user or a row gave it (unknown ids are simply not found).
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_string())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl crate::domain::Stored for &$name {
+            fn stored(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// `mer_…`
+    MerchantId,
+    MERCHANT
+);
+id_type!(
+    /// `pay_…`
+    PaymentId,
+    PAYMENT
+);
+id_type!(
+    /// `evt_…`: also the `webhook-id` merchants deduplicate on.
+    EventId,
+    EVENT
+);
+id_type!(
+    /// `dlv_…`
+    DeliveryId,
+    DELIVERY
+);
+id_type!(
+    /// `dlq_…`
+    DeadLetterId,
+    DEAD_LETTER
+);
+
+/// A string that must never be shown: signing secrets, header values, the
+/// admin token. `Debug` and `Display` print `[redacted]`; the value is read
+/// only through [`Secret::expose`], so every use is visible in the code.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
 /// `whsec_` + base64 of 32 random bytes, the Standard Webhooks secret form.
-pub fn new_secret() -> String {
+pub fn new_secret() -> Secret {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!(
+    Secret(format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
+    ))
 }
 
 /// A random admin token (URL-safe base64 of 32 bytes).
@@ -38,19 +153,21 @@ mod tests {
 
     #[test]
     fn ids_carry_prefix_and_sort_by_time() {
-        let a = new_id(EVENT);
+        let a = EventId::new();
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let b = new_id(EVENT);
-        assert!(a.starts_with("evt_") && a.len() == 30);
+        let b = EventId::new();
+        assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 30);
         assert!(a < b);
+        assert!(DeliveryId::new().as_str().starts_with("dlv_"));
     }
 
     #[test]
-    fn secret_decodes_to_32_bytes() {
+    fn secret_decodes_to_32_bytes_and_never_shows() {
         let s = new_secret();
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(s.strip_prefix("whsec_").unwrap())
+            .decode(s.expose().strip_prefix("whsec_").unwrap())
             .unwrap();
         assert_eq!(raw.len(), 32);
+        assert_eq!(format!("{s:?}"), "Secret([redacted])");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::domain::AttemptErrorKind;
 use crate::error::AppResult;
 use crate::store::Store;
 
@@ -33,7 +34,7 @@ pub fn install() {
 pub fn attempt(
     outcome: &'static str,
     status: Option<u16>,
-    error_kind: Option<&'static str>,
+    error_kind: Option<AttemptErrorKind>,
     took: Duration,
 ) {
     let class = match (status, error_kind) {
@@ -44,7 +45,7 @@ pub fn attempt(
             5 => "5xx",
             _ => "other",
         },
-        (None, Some(kind)) => kind,
+        (None, Some(kind)) => kind.as_str(),
         (None, None) => "none",
     };
     metrics::counter!("payhook_attempts_total", "outcome" => outcome, "status_class" => class)
@@ -55,6 +56,12 @@ pub fn attempt(
 /// Event created → 2xx received.
 pub fn delivered(latency: Duration) {
     metrics::histogram!("payhook_delivery_latency_seconds").record(latency.as_secs_f64());
+}
+
+/// Something that should never happen did (stored data payhook cannot
+/// read, a row it cannot encode): counted by what, and logged where it happened.
+pub fn internal_error(what: &'static str) {
+    metrics::counter!("payhook_internal_errors_total", "what" => what).increment(1);
 }
 
 /// A job held back without an attempt (circuit, in-flight cap, rate limit).
@@ -99,7 +106,7 @@ pub async fn render(store: &Store) -> AppResult<String> {
         .map(|h| h.render())
         .unwrap_or_default();
     let (pending, succeeded, dead) = crate::store::deliveries::count_by_status(store).await?;
-    let (due, scheduled) = crate::delivery::queue::depth(store).await?;
+    let (due, scheduled) = crate::store::jobs::depth(store.db()).await?;
     let dlq = crate::store::dead_letters::count_open(store).await?;
     out.push_str(&format!(
         "# HELP payhook_deliveries Deliveries by status.\n# TYPE payhook_deliveries gauge\n\

@@ -3,6 +3,7 @@
 //! digit, so any precision works: 18-decimal token amounts of any size
 //! compare exactly, which a 28-digit fixed decimal type cannot promise.
 
+use crate::domain::PaymentStatus;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -116,11 +117,11 @@ impl fmt::Display for Amount {
 }
 
 /// How a received amount relates to the expected one.
-pub fn classify(expected: &Amount, received: &Amount) -> &'static str {
+pub fn classify(expected: &Amount, received: &Amount) -> PaymentStatus {
     match received.cmp(expected) {
-        Ordering::Less => "underpaid",
-        Ordering::Equal => "confirmed",
-        Ordering::Greater => "overpaid",
+        Ordering::Less => PaymentStatus::Underpaid,
+        Ordering::Equal => PaymentStatus::Confirmed,
+        Ordering::Greater => PaymentStatus::Overpaid,
     }
 }
 
@@ -150,12 +151,12 @@ mod tests {
     #[test]
     fn classification_is_exact_at_the_last_of_18_decimals() {
         let expected = a("1.000000000000000001");
-        assert_eq!(classify(&expected, &a("1.000000000000000001")), "confirmed");
-        assert_eq!(classify(&expected, &a("1.000000000000000000")), "underpaid");
-        assert_eq!(classify(&expected, &a("1.000000000000000002")), "overpaid");
+        assert_eq!(classify(&expected, &a("1.000000000000000001")), PaymentStatus::Confirmed);
+        assert_eq!(classify(&expected, &a("1.000000000000000000")), PaymentStatus::Underpaid);
+        assert_eq!(classify(&expected, &a("1.000000000000000002")), PaymentStatus::Overpaid);
         assert_eq!(
             classify(&expected, &a("1.0000000000000000010")),
-            "confirmed"
+            PaymentStatus::Confirmed
         );
     }
 
@@ -164,14 +165,14 @@ mod tests {
         let expected = a("123456789012345678901234.123456789012345678");
         assert_eq!(
             classify(&expected, &a("123456789012345678901234.123456789012345677")),
-            "underpaid"
+            PaymentStatus::Underpaid
         );
         assert_eq!(
             classify(
                 &expected,
                 &a("0123456789012345678901234.12345678901234567800")
             ),
-            "confirmed"
+            PaymentStatus::Confirmed
         );
     }
 

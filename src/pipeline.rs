@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::delivery::queue::{self, WorkerSettings};
+use crate::delivery::workers::{self, WorkerSettings};
 use crate::delivery::sender::Sender;
 use crate::error::{AppError, AppResult};
 use crate::scanner;
@@ -38,7 +38,7 @@ impl Pipeline {
         let sender = if parts.sender {
             let sender = Arc::new(Sender::new(store.clone(), cfg)?);
             let settings = WorkerSettings::from_config(cfg);
-            Some(tokio::spawn(queue::run_workers(
+            Some(tokio::spawn(workers::run_workers(
                 store.clone(),
                 sender,
                 settings,

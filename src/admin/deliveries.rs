@@ -6,7 +6,10 @@ use serde::Deserialize;
 
 use super::json::{OptionalBody, Query};
 use super::{ApiError, AppState, Listing};
-use crate::delivery::dlq::{self, FilterInput};
+use crate::delivery::dlq;
+use crate::domain::{DeadReason, DeliveryStatus};
+use crate::error::AppResult;
+use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId};
 use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::deliveries::{self, Delivery, DeliveryWithAttempts};
 use crate::store::Page;
@@ -14,8 +17,8 @@ use crate::store::Page;
 #[derive(Debug, Deserialize)]
 pub struct DeliveryQuery {
     status: Option<String>,
-    merchant_id: Option<String>,
-    event_id: Option<String>,
+    merchant_id: Option<MerchantId>,
+    event_id: Option<EventId>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -25,20 +28,22 @@ pub async fn list(
     Query(q): Query<DeliveryQuery>,
 ) -> Result<Json<Listing<Delivery>>, ApiError> {
     let page = Page::new(q.limit, q.cursor)?;
-    let data = deliveries::list(
-        &s.store,
-        q.status.as_deref(),
-        q.merchant_id.as_deref(),
-        q.event_id.as_deref(),
-        &page,
-    )
-    .await?;
-    Ok(Json(Listing::new(data, &page, |d| &d.id)))
+    let filter = deliveries::Filter {
+        status: q
+            .status
+            .as_deref()
+            .map(|s| DeliveryStatus::parse("status", s))
+            .transpose()?,
+        merchant_id: q.merchant_id,
+        event_id: q.event_id,
+    };
+    let data = deliveries::list(&s.store, &filter, &page).await?;
+    Ok(Json(Listing::new(data, &page, |d| d.id.as_str())))
 }
 
 pub async fn show(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeliveryId>,
 ) -> Result<Json<DeliveryWithAttempts>, ApiError> {
     let delivery = deliveries::get(&s.store, &id).await?;
     let delivery_attempts = deliveries::attempts(&s.store, &id).await?;
@@ -48,9 +53,42 @@ pub async fn show(
     }))
 }
 
+/// The DLQ filters: the query of `GET /v1/dead-letters`, the body of
+/// `POST /v1/dead-letters/resubmit`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqFilter {
+    merchant_id: Option<MerchantId>,
+    reason: Option<String>,
+    /// Dead at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Dead before this RFC 3339 time.
+    until: Option<String>,
+}
+
+impl DlqFilter {
+    fn filter(self) -> AppResult<dead_letters::Filter> {
+        let time = |field: &str, v: Option<String>| {
+            v.map(|v| crate::time::parse_rfc3339(field, &v))
+                .transpose()
+        };
+        Ok(dead_letters::Filter {
+            merchant_id: self.merchant_id,
+            reason: self
+                .reason
+                .as_deref()
+                .map(|r| DeadReason::parse("reason", r))
+                .transpose()?,
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+            unresubmitted_only: false,
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct DlqQuery {
-    merchant_id: Option<String>,
+    merchant_id: Option<MerchantId>,
     reason: Option<String>,
     since: Option<String>,
     until: Option<String>,
@@ -63,20 +101,19 @@ pub async fn dead_letters(
     Query(q): Query<DlqQuery>,
 ) -> Result<Json<Listing<DeadLetter>>, ApiError> {
     let page = Page::new(q.limit, q.cursor)?;
-    let filter = FilterInput {
+    let filter = DlqFilter {
         merchant_id: q.merchant_id,
         reason: q.reason,
         since: q.since,
         until: q.until,
-    }
-    .filter("")?;
-    let data = dead_letters::list(&s.store, &filter, &page).await?;
-    Ok(Json(Listing::new(data, &page, |d| &d.id)))
+    };
+    let data = dead_letters::list(&s.store, &filter.filter()?, &page).await?;
+    Ok(Json(Listing::new(data, &page, |d| d.id.as_str())))
 }
 
 pub async fn resubmit(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<DeadLetterId>,
 ) -> Result<Json<DeadLetter>, ApiError> {
     dlq::resubmit(&s.store, &id).await?;
     Ok(Json(dead_letters::get(&s.store, &id).await?))
@@ -84,8 +121,8 @@ pub async fn resubmit(
 
 pub async fn resubmit_matching(
     State(s): State<AppState>,
-    OptionalBody(f): OptionalBody<FilterInput>,
+    OptionalBody(f): OptionalBody<DlqFilter>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let count = dlq::resubmit_matching(&s.store, &f.filter("")?).await?;
+    let count = dlq::resubmit_matching(&s.store, &f.filter()?).await?;
     Ok(Json(serde_json::json!({"count": count})))
 }

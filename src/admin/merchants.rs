@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::json::{Body, OptionalBody, Query};
 use super::{ApiError, AppState, Listing, PageQuery};
+use crate::ids::MerchantId;
 use crate::ops::merchants::{self, MerchantPatch, NewMerchant, WithSecret};
 use crate::store::merchants::{self as rows, Merchant};
 
@@ -26,19 +27,19 @@ pub async fn list(
 ) -> Result<Json<Listing<Merchant>>, ApiError> {
     let page = q.page()?;
     let data = rows::list(&s.store, &page).await?;
-    Ok(Json(Listing::new(data, &page, |m| &m.id)))
+    Ok(Json(Listing::new(data, &page, |m| m.id.as_str())))
 }
 
 pub async fn show(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<MerchantId>,
 ) -> Result<Json<Merchant>, ApiError> {
     Ok(Json(rows::get(&s.store, &id).await?))
 }
 
 pub async fn update(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<MerchantId>,
     Body(patch): Body<MerchantPatch>,
 ) -> Result<Json<Merchant>, ApiError> {
     Ok(Json(merchants::update(&s.store, &s.cfg, &id, patch).await?))
@@ -53,7 +54,7 @@ pub struct Rotate {
 
 pub async fn rotate_secret(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<MerchantId>,
     OptionalBody(r): OptionalBody<Rotate>,
 ) -> Result<Json<WithSecret>, ApiError> {
     let overlap = match r.overlap.as_deref() {
@@ -68,7 +69,7 @@ pub async fn rotate_secret(
 
 pub async fn test(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<MerchantId>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let (event_id, delivery_id) = merchants::send_test(&s.store, &id).await?;
     Ok((
@@ -79,7 +80,7 @@ pub async fn test(
 
 pub async fn enable(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<MerchantId>,
 ) -> Result<Json<Merchant>, ApiError> {
     Ok(Json(merchants::enable(&s.store, &id).await?))
 }

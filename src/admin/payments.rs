@@ -6,6 +6,7 @@ use axum::Json;
 
 use super::json::Body;
 use super::{ApiError, AppState};
+use crate::ids::PaymentId;
 use crate::ops::payments::{self, Detection, NewPayment};
 use crate::store::payments::{self as rows, Payment};
 
@@ -21,18 +22,22 @@ pub async fn create(
 
 pub async fn show(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Path(id): Path<PaymentId>,
+) -> Result<Json<impl serde::Serialize>, ApiError> {
     let p = rows::get(&s.store, &id).await?;
     let events = crate::store::events::list_for_payment(&s.store, &id).await?;
-    let mut v = serde_json::to_value(&p).unwrap_or_default();
-    v["events"] = serde_json::to_value(&events).unwrap_or_default();
-    Ok(Json(v))
+    #[derive(serde::Serialize)]
+    struct WithEvents {
+        #[serde(flatten)]
+        payment: Payment,
+        events: Vec<crate::store::events::Event>,
+    }
+    Ok(Json(WithEvents { payment: p, events }))
 }
 
 pub async fn detect(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<PaymentId>,
     Body(d): Body<Detection>,
 ) -> Result<Json<Payment>, ApiError> {
     Ok(Json(payments::detect(&s.store, &s.cfg, &id, d).await?))

@@ -3,7 +3,9 @@
 use clap::Subcommand;
 
 use super::output;
+use crate::domain::DeliveryStatus;
 use crate::error::AppResult;
+use crate::ids::{DeliveryId, EventId, MerchantId};
 use crate::store::deliveries::DeliveryWithAttempts;
 use crate::store::{self, Page, Store};
 use crate::time::rfc3339;
@@ -14,18 +16,18 @@ pub enum DeliveriesCmd {
     List {
         /// pending, succeeded or dead.
         #[arg(long)]
-        status: Option<String>,
+        status: Option<DeliveryStatus>,
         #[arg(long = "merchant-id", alias = "merchant")]
-        merchant_id: Option<String>,
+        merchant_id: Option<MerchantId>,
         #[arg(long = "event-id", alias = "event")]
-        event_id: Option<String>,
+        event_id: Option<EventId>,
         #[arg(long)]
         limit: Option<i64>,
         #[arg(long)]
         cursor: Option<String>,
     },
     /// Show a delivery with every attempt.
-    Show { id: String },
+    Show { id: DeliveryId },
 }
 
 pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()> {
@@ -38,14 +40,12 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
             cursor,
         } => {
             let page = Page::new(limit, cursor)?;
-            let list = store::deliveries::list(
-                store,
-                status.as_deref(),
-                merchant_id.as_deref(),
-                event_id.as_deref(),
-                &page,
-            )
-            .await?;
+            let filter = store::deliveries::Filter {
+                status,
+                merchant_id,
+                event_id,
+            };
+            let list = store::deliveries::list(store, &filter, &page).await?;
             if json {
                 output::json(&list);
             } else {
@@ -53,9 +53,9 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                     .iter()
                     .map(|d| {
                         vec![
-                            d.id.clone(),
-                            d.event_id.clone(),
-                            d.status.clone(),
+                            d.id.to_string(),
+                            d.event_id.to_string(),
+                            d.status.to_string(),
                             d.attempts.to_string(),
                             output::opt(&d.last_status_code),
                             output::opt(&d.next_attempt_at.map(rfc3339)),

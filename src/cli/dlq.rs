@@ -3,17 +3,47 @@
 use clap::Subcommand;
 
 use super::output;
-use crate::delivery::dlq::{self, FilterInput};
+use crate::delivery::dlq;
+use crate::domain::DeadReason;
 use crate::error::{AppError, AppResult};
-use crate::store::dead_letters;
+use crate::ids::{DeadLetterId, MerchantId};
+use crate::store::dead_letters::{self, Filter};
 use crate::store::{Page, Store};
+
+/// The DLQ filters as flags of `dlq list|resubmit`.
+#[derive(Debug, Default, clap::Args)]
+pub struct FilterArgs {
+    #[arg(long = "merchant-id", alias = "merchant")]
+    merchant_id: Option<MerchantId>,
+    /// exhausted, gone, endpoint_disabled or rejected_target.
+    #[arg(long)]
+    reason: Option<DeadReason>,
+    /// Dead at or after this RFC 3339 time.
+    #[arg(long, value_parser = super::rfc3339_arg)]
+    since: Option<i64>,
+    /// Dead before this RFC 3339 time.
+    #[arg(long, value_parser = super::rfc3339_arg)]
+    until: Option<i64>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(a: FilterArgs) -> Filter {
+        Filter {
+            merchant_id: a.merchant_id,
+            reason: a.reason,
+            since: a.since,
+            until: a.until,
+            unresubmitted_only: false,
+        }
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {
     /// List dead letters, newest first.
     List {
         #[command(flatten)]
-        filter: FilterInput,
+        filter: FilterArgs,
         #[arg(long)]
         limit: Option<i64>,
         #[arg(long)]
@@ -22,12 +52,12 @@ pub enum DlqCmd {
     /// Resubmit one dead letter by id, or every match of the filters with --all.
     Resubmit {
         /// The dead letter id (dlq_…).
-        id: Option<String>,
+        id: Option<DeadLetterId>,
         /// Resubmit every not-yet-resubmitted row matching the filters.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
-        filter: FilterInput,
+        filter: FilterArgs,
     },
 }
 
@@ -38,8 +68,8 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
             limit,
             cursor,
         } => {
-            let rows = dead_letters::list(store, &filter.filter("--")?, &Page::new(limit, cursor)?)
-                .await?;
+            let page = Page::new(limit, cursor)?;
+            let rows = dead_letters::list(store, &filter.into(), &page).await?;
             if json {
                 output::json(&rows);
             } else {
@@ -47,9 +77,9 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                     .iter()
                     .map(|r| {
                         vec![
-                            r.id.clone(),
-                            r.event_id.clone(),
-                            r.reason.clone(),
+                            r.id.to_string(),
+                            r.event_id.to_string(),
+                            r.reason.to_string(),
                             r.attempts.to_string(),
                             output::opt(&r.last_status_code),
                             crate::time::rfc3339(r.dead_at),
@@ -83,7 +113,7 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                 }
             }
             (None, true) => {
-                let count = dlq::resubmit_matching(store, &filter.filter("--")?).await?;
+                let count = dlq::resubmit_matching(store, &filter.into()).await?;
                 if json {
                     output::json(&serde_json::json!({"count": count}));
                 } else {

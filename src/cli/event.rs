@@ -5,14 +5,15 @@ use clap::Subcommand;
 use super::output;
 use crate::delivery::dlq;
 use crate::error::AppResult;
+use crate::ids::EventId;
 use crate::store::{self, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum EventCmd {
     /// Show an event and the exact body that is sent.
-    Show { id: String },
+    Show { id: EventId },
     /// Deliver an event again (same webhook-id and body) to its current target.
-    Replay { id: String },
+    Replay { id: EventId },
 }
 
 pub async fn run(store: &Store, cmd: EventCmd, json: bool) -> AppResult<()> {

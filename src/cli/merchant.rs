@@ -7,6 +7,7 @@ use clap::Subcommand;
 use super::output;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
+use crate::ids::MerchantId;
 use crate::ops::merchants::{self, NewMerchant};
 use crate::store::{self, Page, Store};
 
@@ -66,10 +67,10 @@ pub enum MerchantCmd {
         cursor: Option<String>,
     },
     /// Show one merchant (never its secret).
-    Show { id: String },
+    Show { id: MerchantId },
     /// Change a merchant's settings (only the flags given).
     Update {
-        id: String,
+        id: MerchantId,
         #[arg(long)]
         name: Option<String>,
         #[arg(long = "webhook-url", alias = "url")]
@@ -79,14 +80,14 @@ pub enum MerchantCmd {
     },
     /// Issue a new secret; the old one keeps signing during the overlap.
     RotateSecret {
-        id: String,
+        id: MerchantId,
         #[arg(long, default_value = "24h")]
         overlap: String,
     },
     /// Re-enable a disabled endpoint.
-    Enable { id: String },
+    Enable { id: MerchantId },
     /// Send a webhook.test event.
-    Test { id: String },
+    Test { id: MerchantId },
 }
 
 fn parse_header(raw: &str) -> AppResult<(String, String)> {
@@ -118,7 +119,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
                 output::json(&created);
             } else {
                 output::record(&created.merchant);
-                println!("secret            {}", created.secret);
+                println!("secret            {}", created.secret.expose());
                 println!("\nKeep the secret: it is shown only now (and on rotate-secret).");
             }
         }
@@ -131,10 +132,10 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
                     .iter()
                     .map(|m| {
                         vec![
-                            m.id.clone(),
+                            m.id.to_string(),
                             m.name.clone(),
-                            m.status.clone(),
-                            m.signature_scheme.clone(),
+                            m.status.to_string(),
+                            m.signature_scheme.to_string(),
                             m.webhook_url.clone(),
                         ]
                     })
@@ -183,7 +184,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             if json {
                 output::json(&rotated);
             } else {
-                println!("new secret  {}", rotated.secret);
+                println!("new secret  {}", rotated.secret.expose());
                 println!(
                     "the previous secret keeps signing until {}",
                     output::opt(

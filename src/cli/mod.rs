@@ -179,6 +179,11 @@ pub async fn open(cfg: &Config) -> AppResult<Store> {
     Ok(store)
 }
 
+/// Parses an RFC 3339 time flag to unix ms (clap names the flag in errors).
+pub(crate) fn rfc3339_arg(raw: &str) -> Result<i64, String> {
+    crate::time::parse_rfc3339("time", raw).map_err(|e| e.message)
+}
+
 /// Parses a duration flag, naming the flag in the error.
 pub(crate) fn duration_arg(flag: &str, raw: &str) -> AppResult<std::time::Duration> {
     crate::config::parse_duration(raw).map_err(|e| AppError::bad_input(format!("{flag}: {e}")))

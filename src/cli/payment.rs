@@ -5,6 +5,7 @@ use clap::Subcommand;
 use super::output;
 use crate::config::Config;
 use crate::error::AppResult;
+use crate::ids::{MerchantId, PaymentId};
 use crate::ops::payments::{self, Detection, NewPayment};
 use crate::store::{self, Store};
 
@@ -13,7 +14,7 @@ pub enum PaymentCmd {
     /// Register a payment the gateway expects.
     Add {
         #[arg(long = "merchant-id", alias = "merchant")]
-        merchant_id: String,
+        merchant_id: MerchantId,
         /// The merchant's order id (unique per merchant).
         #[arg(long)]
         reference: String,
@@ -36,7 +37,7 @@ pub enum PaymentCmd {
     },
     /// Report a chain sighting: pending → detected.
     Detect {
-        id: String,
+        id: PaymentId,
         #[arg(long = "tx-hash")]
         tx_hash: String,
         /// Decimal string of what arrived.
@@ -46,7 +47,7 @@ pub enum PaymentCmd {
         block_number: i64,
     },
     /// Show a payment and its events.
-    Show { id: String },
+    Show { id: PaymentId },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,12 +114,17 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
             let p = store::payments::get(store, &id).await?;
             let events = store::events::list_for_payment(store, &id).await?;
             if json {
-                let mut v = serde_json::to_value(&p).unwrap_or_default();
-                v["events"] = serde_json::json!(events
+                #[derive(serde::Serialize)]
+                struct Timeline<'a> {
+                    #[serde(flatten)]
+                    payment: &'a store::payments::Payment,
+                    events: Vec<serde_json::Value>,
+                }
+                let events = events
                     .iter()
                     .map(|e| serde_json::json!({"id": e.id, "type": e.kind, "created_at": crate::time::rfc3339(e.created_at)}))
-                    .collect::<Vec<_>>());
-                output::json(&v);
+                    .collect();
+                output::json(&Timeline { payment: &p, events });
             } else {
                 output::record(&p);
                 println!();
@@ -126,7 +132,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
                     .iter()
                     .map(|e| {
                         vec![
-                            e.id.clone(),
+                            e.id.to_string(),
                             e.kind.clone(),
                             crate::time::rfc3339(e.created_at),
                         ]

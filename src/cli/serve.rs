@@ -26,7 +26,7 @@ pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
         sender: role != Role::Scanner,
     };
     let mut pipeline = Pipeline::start(&store, &cfg, parts)?;
-    tracing::info!(?role, database = %crate::store::redact_url(&cfg.database.url), "payhook started");
+    tracing::info!(?role, database = %crate::urls::redact_url(&cfg.database.url), "payhook started");
     let token = pipeline.shutdown_token();
     let admin = admin.map(|(listener, admin_token)| {
         let state = crate::admin::AppState {

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use clap::Args;
 
-use crate::delivery::signer::{self, VerifyError};
+use crate::delivery::signer::{self, HexFormat, VerifyError};
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Args)]
@@ -122,14 +122,10 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
             )
         }
         "hex" => {
-            let name = a
-                .signature_header
-                .as_deref()
-                .unwrap_or(signer::DEFAULT_HEX_HEADER);
-            let prefix = a
-                .signature_prefix
-                .as_deref()
-                .unwrap_or(signer::DEFAULT_HEX_PREFIX);
+            let HexFormat {
+                header: name,
+                prefix,
+            } = HexFormat::new(a.signature_header.as_deref(), a.signature_prefix.as_deref());
             let Some(sig) = a.signature.as_deref().or(header(&pairs, name)) else {
                 return Err(AppError::bad_input(format!(
                     "scheme hex needs the {name} header (--header \"{name}: …\" or --signature)"

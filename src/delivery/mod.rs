@@ -1,21 +1,25 @@
 //! Outbound delivery: one apalis job is one attempt.
 //!
-//! - `queue`   — apalis storages, workers, enqueue inside a store transaction
-//! - `sender`  — one attempt: load → vet target → admit → sign → POST → classify
-//! - `signer`  — `standard` (Standard Webhooks) and `hex` signatures, and `verify`
-//! - `retry`   — backoff schedule and Retry-After parsing (pure functions)
-//! - `governor`— per endpoint: in-flight cap, circuit breaker, rate limit (GCRA)
-//! - `target`  — URL and address vetting (SSRF guard)
-//! - `writer`  — batches attempt outcomes into few transactions
-//! - `batcher` — the request-batching primitive (writer, context loader)
-//! - `dlq`     — dead letters, resubmission and event replay
+//! - `workers`     — apalis wiring: a worker per lane, restart, bounded stop
+//! - `sender`      — one attempt: load → vet target → admit → sign → POST → classify
+//! - `outcome`     — the outcome policy (pure): next step, and the plan a batch writes
+//! - `writer`      — batches outcomes into few transactions (plan → store)
+//! - `signer`      — `standard` (Standard Webhooks) and `hex` signatures, and `verify`
+//! - `retry`       — backoff schedule and Retry-After parsing (pure functions)
+//! - `governor`    — per endpoint: in-flight cap, circuit breaker, rate limit (GCRA)
+//! - `target`      — URL and address vetting (SSRF guard)
+//! - `dlq`         — dead letters, resubmission and event replay
+//! - `housekeeping`— pruning, vacuum, rate-limit shares, cross-process wake-ups
+//! - `batcher`     — the request-batching primitive (writer, context loader)
 
 pub mod batcher;
 pub mod dlq;
 pub mod governor;
-pub mod queue;
+pub mod housekeeping;
+pub mod outcome;
 pub mod retry;
 pub mod sender;
 pub mod signer;
 pub mod target;
+pub mod workers;
 pub mod writer;

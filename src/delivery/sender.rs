@@ -1,22 +1,30 @@
 //! One delivery attempt, as explicit steps with named outcomes:
-//! load → (stale? skip) → vet target → rate limit → sign → POST → classify →
+//! load → (stale? skip) → vet target → admit → sign → POST → classify →
 //! hand the outcome to the writer. Holds no transaction across network I/O.
+//! What an outcome means for the delivery is `outcome`'s to say.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
-use tracing::Instrument;
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::delivery::batcher::Batcher;
-use crate::delivery::governor::{EndpointGovernor, GovernorSettings, Held};
-use crate::delivery::queue::DeliveryJob;
+use crate::delivery::governor::{EndpointGovernor, GovernorSettings, Held, Pass};
+use crate::delivery::outcome::{self, Exchanged, Finished, Next, Outcome};
 use crate::delivery::retry::{parse_retry_after, RetryPolicy};
-use crate::delivery::signer;
+use crate::delivery::signer::{self, HexFormat};
 use crate::delivery::target::{self, TargetPolicy};
+use crate::delivery::workers::WorkerSettings;
 use crate::delivery::writer::{self, OutcomeWriter};
+use crate::domain::{AttemptErrorKind, DeadReason, DeliveryStatus, MerchantStatus, SignatureScheme};
 use crate::error::{AppError, AppResult};
-use crate::store::deliveries::{self, AttemptContext, AttemptRecord, Finished, Next, Outcome};
+use crate::ids::DeliveryId;
+use crate::store::deliveries::{self, AttemptContext};
+use crate::store::jobs::DeliveryJob;
+use crate::store::outcomes::AttemptRecord;
 use crate::store::Store;
 use crate::time::now_ms;
 
@@ -37,20 +45,20 @@ pub struct Sender {
     max_response_bytes: usize,
     governor: EndpointGovernor,
     writer: OutcomeWriter,
-    contexts: Batcher<String, Option<AttemptContext>>,
-    in_flight: std::sync::atomic::AtomicUsize,
+    contexts: Batcher<DeliveryId, Option<AttemptContext>>,
+    in_flight: Arc<AtomicUsize>,
     /// `delivery.concurrency` bounds requests on the wire: first attempts
     /// get `concurrency` slots, retries a quarter of that. The queue runs
-    /// more jobs than that at once (see `queue::TASKS_PER_REQUEST_SLOT`),
-    /// so a job waiting for its attempt context or for its outcome to be
+    /// more jobs than that at once (`workers::TASKS_PER_REQUEST_SLOT`), so a
+    /// job waiting for its attempt context or for its outcome to be
     /// committed does not hold a request slot.
-    request_slots: [std::sync::Arc<tokio::sync::Semaphore>; 2],
+    request_slots: [Arc<Semaphore>; 2],
 }
 
 /// What one HTTP exchange produced.
 struct Exchange {
     status: Option<u16>,
-    error_kind: Option<&'static str>,
+    error_kind: Option<AttemptErrorKind>,
     error: Option<String>,
     body: Option<String>,
     retry_after: Option<Duration>,
@@ -70,16 +78,16 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(USER_AGENT)
-            .dns_resolver(std::sync::Arc::new(target::VettingResolver { policy }))
+            .dns_resolver(Arc::new(target::VettingResolver { policy }))
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
-        let slots = crate::delivery::queue::WorkerSettings::from_config(cfg);
+        let slots = WorkerSettings::from_config(cfg);
         Ok(Sender {
             writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
-            contexts: context_loader(store.clone()),
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            contexts: context_loader(store),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             request_slots: [slots.first_requests, slots.retry_requests]
-                .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n))),
+                .map(|n| Arc::new(Semaphore::new(n))),
             client,
             retry: RetryPolicy::from_config(&cfg.retry),
             policy,
@@ -98,210 +106,182 @@ impl Sender {
         })
     }
 
-    /// Handles one job. An `Err` means infrastructure failure (database):
-    /// the queue runs the job again later; the attempt itself is never lost.
-    pub async fn handle(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
-        let span = tracing::info_span!(
-            "attempt",
-            delivery_id = %job.delivery_id,
-            attempt = job.attempt,
-            event_id = tracing::field::Empty,
-            merchant_id = tracing::field::Empty,
-        );
-        use std::sync::atomic::Ordering;
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self.handle_inner(job, job_id).instrument(span).await;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        result
-    }
-
-    /// Jobs being handled right now (shutdown diagnostics).
     /// See [`EndpointGovernor::set_share`].
     pub fn set_rate_share(&self, processes: u32) {
         self.governor.set_share(processes);
     }
 
+    /// Jobs being handled right now (shutdown diagnostics).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+        self.in_flight.load(Ordering::Relaxed)
     }
 
-    async fn handle_inner(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
+    /// Handles one job: load → (stale? skip) → vet target → admit → attempt
+    /// → hand the outcome to the writer. An `Err` means an infrastructure
+    /// failure (database): the queue runs the job again later.
+    #[tracing::instrument(name = "attempt", skip_all, fields(
+        delivery_id = %job.delivery_id,
+        attempt = job.attempt,
+        event_id = tracing::field::Empty,
+        merchant_id = tracing::field::Empty,
+    ))]
+    pub async fn handle(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
+        let _counted = InFlight::enter(&self.in_flight);
+        let Some(ctx) = self.load(&job).await? else {
+            return Ok(());
+        };
+        if ctx.merchant_status != MerchantStatus::Active {
+            return self.defer(&job, job_id, DISABLED_RECHECK, None).await;
+        }
+        let url = match target::vet_url("url", &ctx.url, self.policy) {
+            Ok(u) => u,
+            Err(e) => return self.refuse(&job, job_id, e.message).await,
+        };
+        let endpoint = crate::urls::endpoint_key(&url);
+        let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
+        let pass = match self.admit(&endpoint, per_sec).await {
+            Ok(pass) => pass,
+            Err(held) => return self.hold(&job, job_id, &endpoint, held).await,
+        };
+        let (record, next) = self.attempt(&job, &ctx, url, &endpoint, pass).await?;
+        self.settle(&job, job_id, record, next).await
+    }
+
+    /// The attempt's context, unless the job is stale (re-run after a
+    /// crash, or a duplicate: its delivery moved on).
+    async fn load(&self, job: &DeliveryJob) -> AppResult<Option<AttemptContext>> {
         let Some(ctx) = self.contexts.call(job.delivery_id.clone()).await? else {
             tracing::warn!("job for an unknown delivery; dropped");
-            return Ok(());
+            return Ok(None);
         };
         let span = tracing::Span::current();
         span.record("event_id", ctx.event_id.as_str());
         span.record("merchant_id", ctx.merchant_id.as_str());
-        if ctx.status != "pending" || ctx.attempts + 1 != job.attempt {
-            // A job re-run after a crash, or a duplicate: already settled.
+        if ctx.status != DeliveryStatus::Pending || ctx.attempts + 1 != job.attempt {
             tracing::debug!(status = %ctx.status, recorded = ctx.attempts, "stale job skipped");
-            return Ok(());
+            return Ok(None);
         }
-        if ctx.merchant_status != "active" {
-            return self.defer(&job, &job_id, DISABLED_RECHECK, None).await;
-        }
+        Ok(Some(ctx))
+    }
 
-        let started_at = now_ms();
-        let url = match target::vet_url("url", &ctx.url, self.policy) {
-            Ok(u) => u,
-            Err(e) => {
-                crate::metrics::attempt("dead", None, Some("rejected_target"), Duration::ZERO);
-                let record = record(
-                    job.attempt,
-                    started_at,
-                    0,
-                    None,
-                    Some("rejected_target"),
-                    Some(e.message),
-                    None,
-                );
-                return self
-                    .settle(
-                        &job,
-                        &job_id,
-                        record,
-                        Next::Dead {
-                            reason: "rejected_target",
-                        },
-                    )
-                    .await;
-            }
+    /// A target the policy refuses: dead at once, no request made.
+    async fn refuse(&self, job: &DeliveryJob, job_id: Option<String>, why: String) -> AppResult<()> {
+        let kind = AttemptErrorKind::RejectedTarget;
+        crate::metrics::attempt("dead", None, Some(kind), Duration::ZERO);
+        let record = AttemptRecord {
+            attempt: job.attempt,
+            started_at: now_ms(),
+            duration_ms: 0,
+            status_code: None,
+            error_kind: Some(kind),
+            error: Some(why),
+            response_body: None,
         };
+        let next = Next::Dead {
+            reason: DeadReason::RejectedTarget,
+        };
+        self.settle(job, job_id, record, next).await
+    }
 
-        let endpoint = target::endpoint_key(&url);
-        let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
-        let pass = loop {
-            match self.governor.admit(&endpoint, per_sec).await {
-                Ok(pass) => break pass,
+    /// Waits in place for a short rate-limit wait; anything longer is the
+    /// caller's to defer.
+    async fn admit(&self, endpoint: &str, per_sec: Option<u32>) -> Result<Pass, Held> {
+        loop {
+            match self.governor.admit(endpoint, per_sec).await {
+                Ok(pass) => return Ok(pass),
                 Err(Held::RateLimited(wait)) if wait <= MAX_INLINE_LIMITER_WAIT => {
                     tokio::time::sleep(wait).await
                 }
-                // Held back (open circuit, endpoint at its in-flight cap, a
-                // long rate-limit wait): not an attempt, and no worker slot
-                // is held while waiting.
-                Err(held) => {
-                    tracing::debug!(?held, "held back; deferred");
-                    crate::metrics::held(match held {
-                        Held::CircuitOpen(_) => "circuit_open",
-                        Held::InFlight(_) => "in_flight",
-                        Held::RateLimited(_) => "rate_limited",
-                    });
-                    let wait = held.wait() + Duration::from_millis(rand::random_range(0..250));
-                    // A long hold (open circuit, stuck endpoint) parks the
-                    // endpoint's other queued jobs too, once per hold.
-                    let park = (wait >= PARK_AFTER && self.governor.claim_park(&endpoint, wait))
-                        .then(|| endpoint.clone());
-                    return self.defer(&job, &job_id, wait, park).await;
-                }
+                Err(held) => return Err(held),
             }
-        };
+        }
+    }
 
-        // A request slot only for the exchange itself: a job held back
-        // above, or waiting for its outcome's commit below, holds none.
+    /// Held back (open circuit, endpoint at its in-flight cap, a long
+    /// rate-limit wait): not an attempt, and no worker slot is held while
+    /// waiting. A long hold parks the endpoint's other queued jobs too, once
+    /// per hold.
+    async fn hold(
+        &self,
+        job: &DeliveryJob,
+        job_id: Option<String>,
+        endpoint: &str,
+        held: Held,
+    ) -> AppResult<()> {
+        tracing::debug!(?held, "held back; deferred");
+        crate::metrics::held(match held {
+            Held::CircuitOpen(_) => "circuit_open",
+            Held::InFlight(_) => "in_flight",
+            Held::RateLimited(_) => "rate_limited",
+        });
+        let wait = held.wait() + Duration::from_millis(rand::random_range(0..250));
+        let park = (wait >= PARK_AFTER && self.governor.claim_park(endpoint, wait))
+            .then(|| endpoint.to_string());
+        self.defer(job, job_id, wait, park).await
+    }
+
+    /// One request under a request slot (a job held back, or waiting for its
+    /// outcome's commit, holds none), then what it means.
+    async fn attempt(
+        &self,
+        job: &DeliveryJob,
+        ctx: &AttemptContext,
+        url: url::Url,
+        endpoint: &str,
+        pass: Pass,
+    ) -> AppResult<(AttemptRecord, Next)> {
         let lane = usize::from(job.attempt > 1);
         let request_slot = self.request_slots[lane]
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| AppError::internal("request slots closed"))?;
-        tracing::trace!("admitted");
         let started_at = now_ms();
         let clock = Instant::now();
-        let ex = self.exchange(&ctx, url).await;
-        tracing::trace!("exchange done");
-        let duration_ms = clock.elapsed().as_millis() as i64;
-        self.governor.record(
-            &endpoint,
-            ex.status.is_some_and(|s| (200..300).contains(&s)),
-        );
+        let ex = self.exchange(ctx, url).await;
+        let took = clock.elapsed();
+        self.governor.record(endpoint, ex.succeeded());
         drop(pass);
         drop(request_slot);
-        let next = self.decide(job.attempt, &ex);
-        let outcome = match &next {
-            Next::Succeeded => "succeeded",
-            Next::Retry { .. } => "retry",
-            Next::Dead { .. } => "dead",
-        };
-        crate::metrics::attempt(outcome, ex.status, ex.error_kind, clock.elapsed());
-        if next == Next::Succeeded {
-            let since_event = (now_ms() - ctx.event_created_at).max(0) as u64;
-            crate::metrics::delivered(Duration::from_millis(since_event));
-        }
-        match &next {
-            Next::Succeeded => tracing::debug!(status = ex.status, duration_ms, "delivered"),
-            Next::Retry { at_ms } => tracing::info!(
-                status = ex.status,
-                error_kind = ex.error_kind,
-                duration_ms,
-                retry_in_ms = at_ms - now_ms(),
-                "attempt failed; retry scheduled"
-            ),
-            Next::Dead { reason } => tracing::warn!(
-                status = ex.status,
-                error_kind = ex.error_kind,
-                reason,
-                "delivery dead-lettered"
-            ),
-        }
-        let record = record(
+        let next = outcome::next_after(
+            &self.retry,
             job.attempt,
-            started_at,
-            duration_ms,
-            ex.status,
-            ex.error_kind,
-            ex.error,
-            ex.body,
+            ex.policy_view(),
+            now_ms(),
+            rand::random::<f64>(),
         );
-        self.settle(&job, &job_id, record, next).await
-    }
-
-    fn decide(&self, attempt: i64, ex: &Exchange) -> Next {
-        if ex.error_kind == Some("rejected_target") {
-            return Next::Dead {
-                reason: "rejected_target",
-            };
-        }
-        match ex.status {
-            Some(s) if (200..300).contains(&s) => return Next::Succeeded,
-            Some(410) => return Next::Dead { reason: "gone" },
-            _ => {}
-        }
-        let n = u32::try_from(attempt).unwrap_or(u32::MAX);
-        if self.retry.exhausted(n) {
-            return Next::Dead {
-                reason: "exhausted",
-            };
-        }
-        let delay = self.retry.delay(n, rand::random::<f64>(), ex.retry_after);
-        Next::Retry {
-            at_ms: now_ms() + delay.as_millis() as i64,
-        }
+        report(&next, &ex, ctx, took);
+        let record = AttemptRecord {
+            attempt: job.attempt,
+            started_at,
+            duration_ms: took.as_millis() as i64,
+            status_code: ex.status.map(i64::from),
+            error_kind: ex.error_kind,
+            error: ex.error,
+            response_body: ex.body,
+        };
+        Ok((record, next))
     }
 
     async fn settle(
         &self,
         job: &DeliveryJob,
-        job_id: &Option<String>,
+        job_id: Option<String>,
         record: AttemptRecord,
         next: Next,
     ) -> AppResult<()> {
-        self.writer
-            .call(Finished {
-                job_id: job_id.clone(),
-                outcome: Outcome::Attempted {
-                    delivery_id: job.delivery_id.clone(),
-                    record,
-                    next,
-                },
-            })
-            .await
+        let outcome = Outcome::Attempted {
+            delivery_id: job.delivery_id.clone(),
+            record,
+            next,
+        };
+        self.writer.call(Finished { job_id, outcome }).await
     }
 
     async fn defer(
         &self,
         job: &DeliveryJob,
-        job_id: &Option<String>,
+        job_id: Option<String>,
         wait: Duration,
         park: Option<String>,
     ) -> AppResult<()> {
@@ -309,32 +289,20 @@ impl Sender {
             wait_ms = wait.as_millis() as u64,
             "not attempted now; deferred"
         );
-        self.writer
-            .call(Finished {
-                job_id: job_id.clone(),
-                outcome: Outcome::Deferred {
-                    delivery_id: job.delivery_id.clone(),
-                    attempt: job.attempt,
-                    at_ms: now_ms() + wait.as_millis() as i64,
-                    park,
-                },
-            })
-            .await
+        let outcome = Outcome::Deferred {
+            delivery_id: job.delivery_id.clone(),
+            attempt: job.attempt,
+            at_ms: now_ms() + wait.as_millis() as i64,
+            park,
+        };
+        self.writer.call(Finished { job_id, outcome }).await
     }
 
     /// Signs and POSTs the stored body; never fails, it describes what happened.
     async fn exchange(&self, ctx: &AttemptContext, url: url::Url) -> Exchange {
         let headers = match build_headers(ctx, now_ms() / 1000) {
             Ok(h) => h,
-            Err(e) => {
-                return Exchange {
-                    status: None,
-                    error_kind: Some("request"),
-                    error: Some(e.message),
-                    body: None,
-                    retry_after: None,
-                }
-            }
+            Err(e) => return Exchange::failed(AttemptErrorKind::Request, e.message),
         };
         let sent = self
             .client
@@ -343,99 +311,138 @@ impl Sender {
             .body(ctx.payload.clone())
             .send()
             .await;
-        let mut resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(why) = target::rejection(&e) {
-                    return Exchange {
-                        status: None,
-                        error_kind: Some("rejected_target"),
-                        error: Some(why),
-                        body: None,
-                        retry_after: None,
+        match sent {
+            Ok(resp) => read_response(resp, self.max_response_bytes).await,
+            Err(e) => match target::rejection(&e) {
+                Some(why) => Exchange::failed(AttemptErrorKind::RejectedTarget, why),
+                None => {
+                    let kind = if e.is_timeout() {
+                        AttemptErrorKind::Timeout
+                    } else if e.is_connect() {
+                        AttemptErrorKind::Connect
+                    } else {
+                        AttemptErrorKind::Request
                     };
+                    Exchange::failed(kind, describe(&e))
                 }
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "request"
-                };
-                return Exchange {
-                    status: None,
-                    error_kind: Some(kind),
-                    error: Some(describe(&e)),
-                    body: None,
-                    retry_after: None,
-                };
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = if status == 429 || status == 503 {
-            resp.headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        } else {
-            None
-        };
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(512).collect::<String>());
-        let (body, body_error) = read_prefix(&mut resp, self.max_response_bytes).await;
-        let (error_kind, error) = match status {
-            200..=299 => (None, body_error),
-            300..=399 => (
-                Some("redirect"),
-                Some(format!(
-                    "redirect {status} not followed; Location: {}",
-                    location.unwrap_or_default()
-                )),
-            ),
-            _ => (Some("status"), Some(format!("HTTP {status}"))),
-        };
-        Exchange {
-            status: Some(status),
-            error_kind,
-            error,
-            body: Some(body),
-            retry_after,
+            },
         }
     }
 }
 
-fn record(
-    attempt: i64,
-    started_at: i64,
-    duration_ms: i64,
-    status: Option<u16>,
-    error_kind: Option<&'static str>,
-    error: Option<String>,
-    body: Option<String>,
-) -> AttemptRecord {
-    AttemptRecord {
-        attempt,
-        started_at,
-        duration_ms,
-        status_code: status.map(i64::from),
+/// Counts a handler in flight while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Metrics and one log line for an attempt.
+fn report(next: &Next, ex: &Exchange, ctx: &AttemptContext, took: Duration) {
+    crate::metrics::attempt(next.label(), ex.status, ex.error_kind, took);
+    let duration_ms = took.as_millis() as u64;
+    match next {
+        Next::Succeeded => {
+            let since_event = (now_ms() - ctx.event_created_at).max(0) as u64;
+            crate::metrics::delivered(Duration::from_millis(since_event));
+            tracing::debug!(status = ex.status, duration_ms, "delivered")
+        }
+        Next::Retry { at_ms } => tracing::info!(
+            status = ex.status,
+            error_kind = ex.error_kind.map(AttemptErrorKind::as_str),
+            duration_ms,
+            retry_in_ms = at_ms - now_ms(),
+            "attempt failed; retry scheduled"
+        ),
+        Next::Dead { reason } => tracing::warn!(
+            status = ex.status,
+            error_kind = ex.error_kind.map(AttemptErrorKind::as_str),
+            reason = reason.as_str(),
+            "delivery dead-lettered"
+        ),
+    }
+}
+
+impl Exchange {
+    fn failed(kind: AttemptErrorKind, error: String) -> Exchange {
+        Exchange {
+            status: None,
+            error_kind: Some(kind),
+            error: Some(error),
+            body: None,
+            retry_after: None,
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    fn policy_view(&self) -> Exchanged {
+        Exchanged {
+            status: self.status,
+            error_kind: self.error_kind,
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// Status, `Retry-After` (429/503), the Location of a redirect (which is
+/// not followed) and the body's first bytes.
+async fn read_response(mut resp: reqwest::Response, max_body: usize) -> Exchange {
+    let status = resp.status().as_u16();
+    let retry_after = if status == 429 || status == 503 {
+        resp.headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+    } else {
+        None
+    };
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect::<String>());
+    let (body, body_error) = read_prefix(&mut resp, max_body).await;
+    let (error_kind, error) = match status {
+        200..=299 => (None, body_error),
+        300..=399 => (
+            Some(AttemptErrorKind::Redirect),
+            Some(format!(
+                "redirect {status} not followed; Location: {}",
+                location.unwrap_or_default()
+            )),
+        ),
+        _ => (Some(AttemptErrorKind::Status), Some(format!("HTTP {status}"))),
+    };
+    Exchange {
+        status: Some(status),
         error_kind,
         error,
-        response_body: body,
+        body: Some(body),
+        retry_after,
     }
 }
 
 /// Loads attempt contexts for many concurrent handlers in one query each
 /// round (a point lookup per job would cost a database round trip each).
-fn context_loader(store: Store) -> Batcher<String, Option<AttemptContext>> {
-    Batcher::spawn(256, move |ids: Vec<String>| {
+fn context_loader(store: Store) -> Batcher<DeliveryId, Option<AttemptContext>> {
+    Batcher::spawn(256, move |ids: Vec<DeliveryId>| {
         let store = store.clone();
         async move {
             match deliveries::attempt_contexts(&store, &ids).await {
                 Ok(rows) => {
-                    let mut by_id: std::collections::HashMap<String, AttemptContext> = rows
+                    let mut by_id: std::collections::HashMap<DeliveryId, AttemptContext> = rows
                         .into_iter()
                         .map(|c| (c.delivery_id.clone(), c))
                         .collect();
@@ -443,7 +450,7 @@ fn context_loader(store: Store) -> Batcher<String, Option<AttemptContext>> {
                 }
                 Err(e) => ids
                     .iter()
-                    .map(|_| Err(AppError::internal(e.message.clone())))
+                    .map(|_| Err(AppError::new(e.kind, e.message.clone())))
                     .collect(),
             }
         }
@@ -455,51 +462,52 @@ fn context_loader(store: Store) -> Batcher<String, Option<AttemptContext>> {
 pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMap> {
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert("webhook-id", value(&ctx.event_id)?);
+    h.insert("webhook-id", value(ctx.event_id.as_str())?);
     h.insert("webhook-timestamp", value(&timestamp.to_string())?);
     let body = ctx.payload.as_bytes();
-    if ctx.signature_scheme == "hex" {
-        let name = ctx
-            .signature_header
-            .as_deref()
-            .unwrap_or(signer::DEFAULT_HEX_HEADER);
-        let prefix = ctx
-            .signature_prefix
-            .as_deref()
-            .unwrap_or(signer::DEFAULT_HEX_PREFIX);
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            AppError::internal("merchant signature_header is not a valid header name")
-        })?;
-        h.insert(
-            name,
-            sensitive(&signer::hex_signature(&ctx.secret, prefix, body))?,
-        );
-    } else {
-        let mut keys = vec![signer::standard_key(&ctx.secret)?];
-        if let (Some(prev), Some(until)) = (&ctx.previous_secret, ctx.previous_secret_expires_at) {
-            if until > now_ms() {
-                keys.push(signer::standard_key(prev)?);
-            }
+    match ctx.signature_scheme {
+        SignatureScheme::Hex => {
+            let format = HexFormat::new(
+                ctx.signature_header.as_deref(),
+                ctx.signature_prefix.as_deref(),
+            );
+            let name = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
+                AppError::internal("merchant signature_header is not a valid header name")
+            })?;
+            let sig = signer::hex_signature(ctx.secret.expose(), format.prefix, body);
+            h.insert(name, sensitive(&sig)?);
         }
-        h.insert(
-            "webhook-signature",
-            sensitive(&signer::standard_header(
-                &keys,
-                &ctx.event_id,
-                timestamp,
-                body,
-            ))?,
-        );
+        SignatureScheme::Standard => {
+            let mut keys = vec![signer::standard_key(ctx.secret.expose())?];
+            if let (Some(prev), Some(until)) = (&ctx.previous_secret, ctx.previous_secret_expires_at)
+            {
+                if until > now_ms() {
+                    keys.push(signer::standard_key(prev.expose())?);
+                }
+            }
+            let sig = signer::standard_header(&keys, ctx.event_id.as_str(), timestamp, body);
+            h.insert("webhook-signature", sensitive(&sig)?);
+        }
     }
-    let extra: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&ctx.headers).unwrap_or_default();
-    for (name, v) in extra {
-        let Some(v) = v.as_str() else { continue };
+    for (name, v) in extra_headers(ctx)? {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| AppError::internal("merchant header name is invalid"))?;
-        h.insert(name, sensitive(v)?);
+        h.insert(name, sensitive(&v)?);
     }
     Ok(h)
+}
+
+/// The merchant's extra static headers. Stored JSON that is not an object
+/// of strings is payhook's bug, not the merchant's: it is logged, counted
+/// and fails the attempt rather than sending without the headers.
+fn extra_headers(ctx: &AttemptContext) -> AppResult<Vec<(String, String)>> {
+    serde_json::from_str::<std::collections::BTreeMap<String, String>>(ctx.headers.expose())
+        .map(|m| m.into_iter().collect())
+        .map_err(|_| {
+            crate::metrics::internal_error("extra_headers_json");
+            tracing::error!("stored extra headers are not a JSON object of strings; attempt fails");
+            AppError::internal("stored extra headers are not a JSON object of strings")
+        })
 }
 
 fn value(s: &str) -> AppResult<HeaderValue> {

@@ -20,25 +20,27 @@ use crate::error::AppError;
 
 type HmacSha256 = Hmac<Sha256>;
 
-pub const DEFAULT_HEX_HEADER: &str = "x-payhook-signature";
-pub const DEFAULT_HEX_PREFIX: &str = "sha256=";
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// Where a `hex` signature goes and what precedes it: a merchant's
+/// settings, or the defaults (`x-payhook-signature: sha256=…`). The one
+/// place the defaults live: signing, `payhook verify` and merchant
+/// validation all read them here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HexFormat<'a> {
+    pub header: &'a str,
+    pub prefix: &'a str,
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
+impl<'a> HexFormat<'a> {
+    pub const DEFAULT: HexFormat<'static> = HexFormat {
+        header: "x-payhook-signature",
+        prefix: "sha256=",
+    };
+
+    pub fn new(header: Option<&'a str>, prefix: Option<&'a str>) -> Self {
+        HexFormat {
+            header: header.unwrap_or(Self::DEFAULT.header),
+            prefix: prefix.unwrap_or(Self::DEFAULT.prefix),
+        }
     }
 }
 
@@ -194,16 +196,17 @@ mod tests {
     fn verify_accepts_either_of_two_signatures_and_rejects_tampering() {
         let a = crate::ids::new_secret();
         let b = crate::ids::new_secret();
-        let keys = vec![standard_key(&a).unwrap(), standard_key(&b).unwrap()];
+        let (a, b) = (a.expose(), b.expose());
+        let keys = vec![standard_key(a).unwrap(), standard_key(b).unwrap()];
         let header = standard_header(&keys, "evt_1", 100, b"{}");
-        assert!(verify_standard(&a, "evt_1", "100", &header, b"{}", None, 100).is_ok());
-        assert!(verify_standard(&b, "evt_1", "100", &header, b"{}", None, 100).is_ok());
+        assert!(verify_standard(a, "evt_1", "100", &header, b"{}", None, 100).is_ok());
+        assert!(verify_standard(b, "evt_1", "100", &header, b"{}", None, 100).is_ok());
         assert_eq!(
-            verify_standard(&a, "evt_1", "100", &header, b"{ }", None, 100),
+            verify_standard(a, "evt_1", "100", &header, b"{ }", None, 100),
             Err(VerifyError::NoMatch)
         );
         assert!(matches!(
-            verify_standard(&a, "evt_1", "100", &header, b"{}", Some(300), 1000),
+            verify_standard(a, "evt_1", "100", &header, b"{}", Some(300), 1000),
             Err(VerifyError::TooOld { .. })
         ));
     }
@@ -221,10 +224,9 @@ mod tests {
     }
 
     #[test]
-    fn secret_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", Secret::new("whsec_abc")),
-            "Secret([redacted])"
-        );
+    fn hex_format_defaults_apply_per_field() {
+        assert_eq!(HexFormat::new(None, None), HexFormat::DEFAULT);
+        let f = HexFormat::new(Some("X-Webhook-Signature"), None);
+        assert_eq!((f.header, f.prefix), ("X-Webhook-Signature", "sha256="));
     }
 }

@@ -206,17 +206,6 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     // IPv4-compatible
 }
 
-/// The rate-limit and circuit key of a URL: scheme + host + port + path.
-pub fn endpoint_key(url: &Url) -> String {
-    format!(
-        "{}://{}:{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0),
-        url.path()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,11 +284,5 @@ mod tests {
         assert!(e.message.contains("allow_http"));
         assert!(vet_url("u", "https://user:pw@example.com/", STRICT).is_err());
         assert!(vet_url("u", "ftp://example.com/", STRICT).is_err());
-    }
-
-    #[test]
-    fn endpoint_key_has_scheme_host_port_path() {
-        let u = Url::parse("https://Example.com/a/b?x=1").unwrap();
-        assert_eq!(endpoint_key(&u), "https://example.com:443/a/b");
     }
 }

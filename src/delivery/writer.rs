@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use crate::delivery::batcher::Batcher;
+use crate::delivery::outcome::{self, Finished};
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::store::deliveries::{self, Finished};
-use crate::store::Store;
+use crate::store::{jobs, outcomes, Store};
 use crate::time::now_ms;
 
 const MAX_BATCH: usize = 512;
@@ -22,28 +22,39 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
 pub type OutcomeWriter = Batcher<Finished, ()>;
 
-async fn write(store: &Store, batch: &[Finished], disable_after_ms: i64) -> AppResult<()> {
-    match tokio::time::timeout(
-        WRITE_DEADLINE,
-        deliveries::apply_outcomes(store, batch, now_ms(), disable_after_ms),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(_) => Err(AppError::new(
-            ErrorKind::Unavailable,
-            format!("recording outcomes took over {WRITE_DEADLINE:?} (database write lock busy)"),
-        )),
+/// Plans the batch (`delivery::outcome`), has the store write the plan,
+/// then parks the endpoints the plan asks for, each in a task of its own:
+/// parking a large backlog takes a while, and the outcomes behind this
+/// batch must not wait for it. Parking is an optimisation: a job it misses
+/// is held back when it runs.
+async fn write(store: &Store, batch: &[Finished], disable_after: Duration) -> AppResult<()> {
+    let (plan, parks) = outcome::plan(batch, now_ms(), disable_after);
+    match tokio::time::timeout(WRITE_DEADLINE, outcomes::write(store, &plan)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(AppError::new(
+                ErrorKind::Unavailable,
+                format!("recording outcomes took over {WRITE_DEADLINE:?} (database write lock busy)"),
+            ))
+        }
     }
+    for (endpoint, until_ms) in parks {
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = jobs::park_endpoint(store.db(), &endpoint, until_ms).await {
+                tracing::debug!(error = %e, "parking an endpoint's queued jobs failed");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Starts the writer; it stops when the last handle is dropped.
 pub fn spawn(store: Store, disable_after: Duration) -> OutcomeWriter {
-    let disable_after_ms = disable_after.as_millis() as i64;
     Batcher::spawn(MAX_BATCH, move |batch: Vec<Finished>| {
         let store = store.clone();
         async move {
-            match write(&store, &batch, disable_after_ms).await {
+            match write(&store, &batch, disable_after).await {
                 Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                 Err(e) if batch.len() > 1 && e.kind != ErrorKind::Unavailable => {
                     // One bad outcome must not fail its neighbours: retry singly.
@@ -51,7 +62,7 @@ pub fn spawn(store: Store, disable_after: Duration) -> OutcomeWriter {
                     let mut results = Vec::with_capacity(batch.len());
                     for f in &batch {
                         results
-                            .push(write(&store, std::slice::from_ref(f), disable_after_ms).await);
+                            .push(write(&store, std::slice::from_ref(f), disable_after).await);
                     }
                     results
                 }

@@ -8,11 +8,12 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::delivery::signer;
+use crate::delivery::signer::HexFormat;
 use crate::delivery::target::{self, TargetPolicy};
 use crate::error::{AppError, AppResult};
+use crate::domain::{MerchantStatus, SignatureScheme};
 use crate::events::EventType;
-use crate::ids;
+use crate::ids::{self, EventId, DeliveryId, MerchantId, Secret};
 use crate::store::merchants::{self, Merchant};
 use crate::store::{self, Store};
 use crate::time::now_ms;
@@ -52,7 +53,14 @@ pub struct NewMerchant {
 pub struct WithSecret {
     #[serde(flatten)]
     pub merchant: Merchant,
-    pub secret: String,
+    #[serde(serialize_with = "show_secret")]
+    pub secret: Secret,
+}
+
+/// The one place a signing secret is serialized: the answer to its creation
+/// or rotation.
+fn show_secret<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
 }
 
 pub fn target_policy(cfg: &Config) -> TargetPolicy {
@@ -65,19 +73,19 @@ pub fn target_policy(cfg: &Config) -> TargetPolicy {
 pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResult<WithSecret> {
     let secret = ids::new_secret();
     let mut m = Merchant {
-        id: ids::new_id(ids::MERCHANT),
+        id: MerchantId::new(),
         name: String::new(),
         webhook_url: String::new(),
         secret: secret.clone(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        signature_scheme: "standard".into(),
+        signature_scheme: SignatureScheme::Standard,
         signature_header: None,
         signature_prefix: None,
-        headers: "{}".into(),
+        headers: Secret::new("{}"),
         event_types: None,
         rate_limit_per_sec: None,
-        status: "active".into(),
+        status: MerchantStatus::Active,
         disabled_reason: None,
         created_at: now_ms(),
     };
@@ -120,14 +128,14 @@ where
 pub async fn update(
     store: &Store,
     cfg: &Config,
-    id: &str,
+    id: &MerchantId,
     patch: MerchantPatch,
 ) -> AppResult<Merchant> {
     let mut m = merchants::get(store, id).await?;
-    let scheme = patch
-        .signature_scheme
-        .clone()
-        .unwrap_or_else(|| m.signature_scheme.clone());
+    let scheme = match patch.signature_scheme.as_deref() {
+        Some(raw) => SignatureScheme::parse("signature_scheme", raw)?,
+        None => m.signature_scheme,
+    };
     let keep = scheme == m.signature_scheme;
     let input = NewMerchant {
         name: patch.name.unwrap_or_else(|| m.name.clone()),
@@ -146,10 +154,12 @@ pub async fn update(
                 None
             }
         }),
-        signature_scheme: Some(scheme),
+        signature_scheme: Some(scheme.as_str().to_string()),
         headers: match patch.headers {
             Some(h) => Some(h),
-            None => serde_json::from_str(&m.headers).ok(),
+            None => Some(serde_json::from_str(m.headers.expose()).map_err(|_| {
+                AppError::internal("stored extra headers are not a JSON object of strings")
+            })?),
         },
         event_types: patch.event_types.unwrap_or_else(|| {
             m.event_types
@@ -168,9 +178,12 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
     let name = input.name.trim();
     super::text("name", name, 200)?;
     target::vet_url_resolved("webhook_url", &input.webhook_url, target_policy(cfg)).await?;
-    let scheme = input.signature_scheme.as_deref().unwrap_or("standard");
+    let scheme = match input.signature_scheme.as_deref() {
+        Some(raw) => SignatureScheme::parse("signature_scheme", raw)?,
+        None => SignatureScheme::Standard,
+    };
     let (header, prefix) = match scheme {
-        "standard" => {
+        SignatureScheme::Standard => {
             if input.signature_header.is_some() || input.signature_prefix.is_some() {
                 return Err(AppError::bad_input(
                     "signature_header/signature_prefix: only used with signature_scheme \"hex\"",
@@ -178,12 +191,12 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
             }
             (None, None)
         }
-        "hex" => {
-            let header = input
-                .signature_header
-                .as_deref()
-                .unwrap_or(signer::DEFAULT_HEX_HEADER)
-                .to_ascii_lowercase();
+        SignatureScheme::Hex => {
+            let format = HexFormat::new(
+                input.signature_header.as_deref(),
+                input.signature_prefix.as_deref(),
+            );
+            let header = format.header.to_ascii_lowercase();
             if HeaderName::from_bytes(header.as_bytes()).is_err()
                 || RESERVED_HEADERS.contains(&header.as_str())
             {
@@ -192,21 +205,13 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
                      (not one payhook sets itself), got {header:?}"
                 )));
             }
-            let prefix = input
-                .signature_prefix
-                .clone()
-                .unwrap_or_else(|| signer::DEFAULT_HEX_PREFIX.to_string());
+            let prefix = format.prefix.to_string();
             if prefix.len() > 64 || HeaderValue::from_str(&prefix).is_err() {
                 return Err(AppError::bad_input(
                     "signature_prefix: expected up to 64 printable characters such as \"sha256=\" or \"\"",
                 ));
             }
             (Some(header), Some(prefix))
-        }
-        other => {
-            return Err(AppError::bad_input(format!(
-                "signature_scheme: expected \"standard\" or \"hex\", got {other:?}"
-            )))
         }
     };
     let mut headers = serde_json::Map::new();
@@ -235,7 +240,7 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
                 EventType::parse(t)
                     .map_err(|e| AppError::bad_input(format!("event_types: {}", e.message)))?;
             }
-            Some(serde_json::to_string(&list).unwrap_or_default())
+            Some(serde_json::Value::from(list).to_string())
         }
     };
     if let Some(r) = input.rate_limit_per_sec {
@@ -247,17 +252,21 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
     }
     m.name = name.to_string();
     m.webhook_url = input.webhook_url;
-    m.signature_scheme = scheme.to_string();
+    m.signature_scheme = scheme;
     m.signature_header = header;
     m.signature_prefix = prefix;
-    m.headers = serde_json::Value::Object(headers).to_string();
+    m.headers = Secret::new(serde_json::Value::Object(headers).to_string());
     m.event_types = event_types;
     m.rate_limit_per_sec = input.rate_limit_per_sec;
     Ok(())
 }
 
 /// New secret; the old one keeps signing (scheme `standard`) for `overlap`.
-pub async fn rotate_secret(store: &Store, id: &str, overlap: Duration) -> AppResult<WithSecret> {
+pub async fn rotate_secret(
+    store: &Store,
+    id: &MerchantId,
+    overlap: Duration,
+) -> AppResult<WithSecret> {
     if overlap > Duration::from_secs(30 * 86400) {
         return Err(AppError::bad_input(
             "overlap: expected at most 30 days, such as \"24h\"",
@@ -272,13 +281,16 @@ pub async fn rotate_secret(store: &Store, id: &str, overlap: Duration) -> AppRes
     })
 }
 
-pub async fn enable(store: &Store, id: &str) -> AppResult<Merchant> {
+pub async fn enable(store: &Store, id: &MerchantId) -> AppResult<Merchant> {
     merchants::enable(store, id).await?;
     merchants::get(store, id).await
 }
 
 /// Queues a `webhook.test` event to the merchant's URL; returns the event id.
-pub async fn send_test(store: &Store, id: &str) -> AppResult<(String, Option<String>)> {
+pub async fn send_test(
+    store: &Store,
+    id: &MerchantId,
+) -> AppResult<(EventId, Option<DeliveryId>)> {
     let m = merchants::get(store, id).await?;
     let mut tx = store.begin_write().await?;
     let sent = store::events::emit_test(&mut tx, &m, now_ms()).await?;

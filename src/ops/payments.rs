@@ -8,10 +8,12 @@ use crate::config::Config;
 use crate::delivery::target;
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
-use crate::ids;
+use crate::domain::PaymentStatus;
+use crate::ids::{MerchantId, PaymentId};
 use crate::money::Amount;
 use crate::ops::merchants::target_policy;
 use crate::ops::text;
+use crate::store::events::PaymentEvent;
 use crate::store::payments::{self, Payment};
 use crate::store::{self, chains, merchants, Store};
 use crate::time::{now_ms, parse_rfc3339};
@@ -19,7 +21,7 @@ use crate::time::{now_ms, parse_rfc3339};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewPayment {
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     pub reference: String,
     pub chain: String,
     #[serde(default)]
@@ -74,7 +76,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
     let merchant = merchants::get(store, &input.merchant_id).await?;
     let now = now_ms();
     let p = Payment {
-        id: ids::new_id(ids::PAYMENT),
+        id: PaymentId::new(),
         merchant_id: merchant.id,
         reference: input.reference,
         chain: input.chain,
@@ -85,7 +87,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
         reported_amount: None,
         tx_hash: None,
         block_number: None,
-        status: "pending".into(),
+        status: PaymentStatus::Pending,
         callback_url: input.callback_url,
         expires_at,
         detected_at: None,
@@ -100,7 +102,12 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
 /// Records a sighting. Reporting the same transaction again is a no-op
 /// that returns the payment; a different one for a detected payment is a
 /// conflict.
-pub async fn detect(store: &Store, cfg: &Config, id: &str, d: Detection) -> AppResult<Payment> {
+pub async fn detect(
+    store: &Store,
+    cfg: &Config,
+    id: &PaymentId,
+    d: Detection,
+) -> AppResult<Payment> {
     text("tx_hash", &d.tx_hash, 200)?;
     Amount::parse("amount", &d.amount)?;
     if d.block_number < 0 {
@@ -156,7 +163,14 @@ pub async fn detect(store: &Store, cfg: &Config, id: &str, d: Detection) -> AppR
         }
         (h, _) => h.map(|(height, _)| height),
     };
-    store::events::emit_for_payment(&mut tx, &merchant, &p, EventType::Detected, head, now).await?;
+    let event = PaymentEvent {
+        merchant: &merchant,
+        payment: &p,
+        kind: EventType::Detected,
+        head,
+        reason: None,
+    };
+    store::events::emit_for_payment(&mut tx, &event, now).await?;
     store.commit(tx, true).await?;
     Ok(p)
 }

@@ -11,6 +11,7 @@
 //!   `head - block + 1 ≥ confirmations` confirms, else wait (re-counted
 //!   from the new block if it moved)
 
+use crate::domain::PaymentStatus;
 use crate::money::{classify, Amount};
 use crate::scanner::node::Lookup;
 use crate::store::payments::Payment;
@@ -21,7 +22,7 @@ pub const NATIVE_DECIMALS: usize = 18;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Confirm {
-        status: &'static str,
+        status: PaymentStatus,
         block: i64,
         /// The on-chain amount, when it differs from the reported one.
         onchain_amount: Option<String>,
@@ -110,7 +111,7 @@ mod tests {
             reported_amount: None,
             tx_hash: Some("0xab".into()),
             block_number: Some(10),
-            status: "detected".into(),
+            status: PaymentStatus::Detected,
             callback_url: None,
             expires_at: None,
             detected_at: Some(1),
@@ -145,7 +146,7 @@ mod tests {
         assert_eq!(
             judge(&p, &found(10, true, Some(TO), ONE_ETH), 12, 3),
             Verdict::Confirm {
-                status: "confirmed",
+                status: PaymentStatus::Confirmed,
                 block: 10,
                 onchain_amount: None
             }
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(
             judge(&p, &found(10, true, Some(TO), "500000000000000000"), 100, 3),
             Verdict::Confirm {
-                status: "underpaid",
+                status: PaymentStatus::Underpaid,
                 block: 10,
                 onchain_amount: Some("0.5".into())
             }
@@ -216,7 +217,7 @@ mod tests {
         assert_eq!(
             judge(&p, &found(10, true, Some(TO), ONE_ETH), 100, 3),
             Verdict::Confirm {
-                status: "confirmed",
+                status: PaymentStatus::Confirmed,
                 block: 10,
                 onchain_amount: None
             }
@@ -230,7 +231,7 @@ mod tests {
                 3
             ),
             Verdict::Confirm {
-                status: "overpaid",
+                status: PaymentStatus::Overpaid,
                 block: 10,
                 onchain_amount: Some("1.000000000000000001".into())
             }
@@ -250,7 +251,7 @@ mod tests {
         assert_eq!(
             judge(&p, &receipt_only, 12, 3),
             Verdict::Confirm {
-                status: "confirmed",
+                status: PaymentStatus::Confirmed,
                 block: 10,
                 onchain_amount: None
             }

@@ -26,7 +26,9 @@ use self::watch::NodeWatch;
 
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
+use crate::domain::PaymentStatus;
 use crate::events::EventType;
+use crate::ids::{MerchantId, PaymentId};
 use crate::money::{classify, Amount};
 use crate::store::events::PaymentEvent;
 use crate::store::merchants::Merchant;
@@ -54,17 +56,17 @@ pub struct NodeFailure {
 }
 
 impl ScanReport {
-    fn add(&mut self, status: &str, kind: EventType) {
+    fn add(&mut self, status: PaymentStatus, kind: EventType) {
         if kind == EventType::Reorged {
             self.reorged += 1;
             return;
         }
         match status {
-            "confirmed" => self.confirmed += 1,
-            "underpaid" => self.underpaid += 1,
-            "overpaid" => self.overpaid += 1,
-            "expired" => self.expired += 1,
-            _ => {}
+            PaymentStatus::Confirmed => self.confirmed += 1,
+            PaymentStatus::Underpaid => self.underpaid += 1,
+            PaymentStatus::Overpaid => self.overpaid += 1,
+            PaymentStatus::Expired => self.expired += 1,
+            PaymentStatus::Pending | PaymentStatus::Detected => {}
         }
     }
     pub fn total(&self) -> u64 {
@@ -85,7 +87,7 @@ pub async fn scan_once(store: &Store, cfg: &Config) -> AppResult<ScanReport> {
     let batch = cfg.scanner.batch_size as i64;
     let timeout = node_timeout(cfg.scanner.interval.0);
     let node_scans = cfg.chains.iter().filter_map(|(chain, c)| {
-        let url = c.rpc_url.as_deref()?;
+        let url = c.rpc_url.as_ref()?.expose();
         Some(async move {
             let mut report = ScanReport::default();
             let node = Node::new(url, timeout)?;
@@ -187,13 +189,9 @@ async fn confirm_batch(
     }
     let finals: Vec<FinalMove> = moves
         .iter()
-        .map(|(p, status)| FinalMove {
-            id: &p.id,
-            status,
-            ..Default::default()
-        })
+        .map(|(p, status)| FinalMove::to(&p.id, *status))
         .collect();
-    let moved: HashSet<String> = payments::mark_final_many(&mut tx, &finals, now)
+    let moved: HashSet<PaymentId> = payments::mark_final_many(&mut tx, &finals, now)
         .await?
         .into_iter()
         .collect();
@@ -203,7 +201,7 @@ async fn confirm_batch(
         .filter_map(|(p, status)| {
             Some(Change {
                 payment: Payment {
-                    status: status.to_string(),
+                    status,
                     confirmed_at: Some(now),
                     ..p.clone()
                 },
@@ -216,7 +214,7 @@ async fn confirm_batch(
     let queued = emit(&mut tx, &changes, now).await?;
     changes
         .iter()
-        .for_each(|c| report.add(&c.payment.status, c.kind));
+        .for_each(|c| report.add(c.payment.status, c.kind));
     store.commit(tx, queued).await?;
     Ok(changes.len())
 }
@@ -228,8 +226,8 @@ async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> App
     if due.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&str> = due.iter().map(|p| p.id.as_str()).collect();
-    let moved: HashSet<String> = payments::mark_expired_many(&mut tx, &ids, now)
+    let ids: Vec<&PaymentId> = due.iter().map(|p| &p.id).collect();
+    let moved: HashSet<PaymentId> = payments::mark_expired_many(&mut tx, &ids, now)
         .await?
         .into_iter()
         .collect();
@@ -238,7 +236,7 @@ async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> App
         .filter(|p| moved.contains(&p.id))
         .map(|p| Change {
             payment: Payment {
-                status: "expired".into(),
+                status: PaymentStatus::Expired,
                 ..p
             },
             kind: EventType::Expired,
@@ -247,7 +245,9 @@ async fn expire_batch(store: &Store, batch: i64, report: &mut ScanReport) -> App
         })
         .collect();
     let queued = emit(&mut tx, &changes, now).await?;
-    changes.iter().for_each(|c| report.add("expired", c.kind));
+    changes
+        .iter()
+        .for_each(|c| report.add(PaymentStatus::Expired, c.kind));
     store.commit(tx, queued).await?;
     Ok(changes.len())
 }
@@ -265,9 +265,9 @@ pub(crate) struct Change {
 /// Writes the events of `changes` and their deliveries; true if any
 /// delivery was queued.
 pub(crate) async fn emit(tx: &mut Tx, changes: &[Change], now: i64) -> AppResult<bool> {
-    let mut merchants_by_id: HashMap<&str, Merchant> = HashMap::new();
+    let mut merchants_by_id: HashMap<&MerchantId, Merchant> = HashMap::new();
     for c in changes {
-        let id = c.payment.merchant_id.as_str();
+        let id = &c.payment.merchant_id;
         if !merchants_by_id.contains_key(id) {
             merchants_by_id.insert(id, merchants::get_in(tx, id).await?);
         }
@@ -275,7 +275,7 @@ pub(crate) async fn emit(tx: &mut Tx, changes: &[Change], now: i64) -> AppResult
     let items: Vec<PaymentEvent> = changes
         .iter()
         .map(|c| PaymentEvent {
-            merchant: &merchants_by_id[c.payment.merchant_id.as_str()],
+            merchant: &merchants_by_id[&c.payment.merchant_id],
             payment: &c.payment,
             kind: c.kind,
             head: c.head,
@@ -293,7 +293,7 @@ pub async fn run_loop(store: Store, cfg: Config, shutdown: CancellationToken) {
     let mut node_tasks = Vec::new();
     for (chain, c) in &cfg.chains {
         let Some(url) = &c.rpc_url else { continue };
-        match Node::new(url, node_timeout(interval)) {
+        match Node::new(url.expose(), node_timeout(interval)) {
             Ok(node) => node_tasks.push(tokio::spawn(node_chain_loop(
                 store.clone(),
                 chain.clone(),

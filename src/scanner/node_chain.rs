@@ -15,7 +15,9 @@ use super::check::{self, Verdict};
 use super::node::{Node, NodeError};
 use super::{emit, Change, ScanReport};
 use crate::error::AppError;
+use crate::domain::PaymentStatus;
 use crate::events::EventType;
+use crate::ids::PaymentId;
 use crate::store::payments::{self, FinalMove, Payment, Sighting};
 use crate::store::{chains, Store};
 use crate::time::now_ms;
@@ -59,7 +61,7 @@ pub async fn scan(
     }
     // Due by the block stored at detection; the receipt's block decides.
     let max_block = head - confirmations + 1;
-    let mut after: Option<(i64, String)> = None;
+    let mut after: Option<(i64, PaymentId)> = None;
     loop {
         // Read outside any write transaction: the node is asked before a
         // lock is taken, and the updates are conditional.
@@ -68,7 +70,7 @@ pub async fn scan(
             &mut read,
             chain,
             max_block,
-            after.as_ref().map(|(b, id)| (*b, id.as_str())),
+            after.as_ref().map(|(b, id)| (*b, id)),
             batch,
             false,
         )
@@ -94,6 +96,56 @@ pub async fn scan(
     Ok(head)
 }
 
+/// The conditional updates a page's verdicts ask for.
+#[derive(Default)]
+struct Updates<'a> {
+    finals: Vec<FinalMove<'a>>,
+    moves: Vec<Sighting<'a>>,
+    reopens: Vec<Sighting<'a>>,
+}
+
+impl<'a> Updates<'a> {
+    fn of(page: &'a [Payment], verdicts: &'a [Verdict]) -> Updates<'a> {
+        let mut u = Updates::default();
+        for (p, v) in page.iter().zip(verdicts) {
+            let tx_hash = p.tx_hash.as_deref().unwrap_or_default();
+            let sighting = |block_number| Sighting {
+                id: &p.id,
+                tx_hash,
+                block_number,
+                detected_at: p.detected_at,
+            };
+            match v {
+                Verdict::Confirm {
+                    status,
+                    block,
+                    onchain_amount,
+                } => u.finals.push(FinalMove {
+                    tx_hash: Some(tx_hash),
+                    block_number: Some(*block),
+                    received_amount: onchain_amount.as_deref(),
+                    reported_amount: onchain_amount.as_ref().and(p.received_amount.as_deref()),
+                    detected_at: p.detected_at,
+                    ..FinalMove::to(&p.id, *status)
+                }),
+                Verdict::Wait { block } if p.block_number != Some(*block) => {
+                    u.moves.push(sighting(*block))
+                }
+                Verdict::Wait { .. } => {}
+                Verdict::Reopen { .. } => u
+                    .reopens
+                    .push(sighting(p.block_number.unwrap_or_default())),
+            }
+        }
+        u
+    }
+
+    fn is_empty(&self) -> bool {
+        self.finals.is_empty() && self.moves.is_empty() && self.reopens.is_empty()
+    }
+}
+
+/// Applies a page's verdicts in one write transaction, with their events.
 async fn apply(
     store: &Store,
     page: &[Payment],
@@ -102,117 +154,83 @@ async fn apply(
     report: &mut ScanReport,
 ) -> Result<(), AppError> {
     let now = now_ms();
-    let mut finals = Vec::new();
-    let mut moves = Vec::new();
-    let mut reopens = Vec::new();
-    for (p, v) in page.iter().zip(verdicts) {
-        let tx_hash = p.tx_hash.as_deref().unwrap_or_default();
-        match v {
-            Verdict::Confirm {
-                status,
-                block,
-                onchain_amount,
-            } => finals.push(FinalMove {
-                id: &p.id,
-                status,
-                tx_hash: Some(tx_hash),
-                block_number: Some(*block),
-                received_amount: onchain_amount.as_deref(),
-                reported_amount: onchain_amount.as_ref().and(p.received_amount.as_deref()),
-                detected_at: p.detected_at,
-            }),
-            Verdict::Wait { block } if p.block_number != Some(*block) => moves.push(Sighting {
-                id: &p.id,
-                tx_hash,
-                block_number: *block,
-                detected_at: p.detected_at,
-            }),
-            Verdict::Wait { .. } => {}
-            Verdict::Reopen { .. } => reopens.push(Sighting {
-                id: &p.id,
-                tx_hash,
-                block_number: p.block_number.unwrap_or_default(),
-                detected_at: p.detected_at,
-            }),
-        }
-    }
-    if finals.is_empty() && moves.is_empty() && reopens.is_empty() {
+    let updates = Updates::of(page, verdicts);
+    if updates.is_empty() {
         return Ok(());
     }
     let mut tx = store.begin_write().await?;
-    let confirmed: HashSet<String> = if finals.is_empty() {
-        HashSet::new()
-    } else {
-        payments::mark_final_many(&mut tx, &finals, now)
-            .await?
-            .into_iter()
-            .collect()
-    };
-    if !moves.is_empty() {
-        payments::move_blocks_many(&mut tx, &moves, now).await?;
+    let mut confirmed = HashSet::new();
+    if !updates.finals.is_empty() {
+        confirmed.extend(payments::mark_final_many(&mut tx, &updates.finals, now).await?);
     }
-    let reopened: HashSet<String> = if reopens.is_empty() {
-        HashSet::new()
-    } else {
-        payments::reopen_many(&mut tx, &reopens, now)
-            .await?
-            .into_iter()
-            .collect()
-    };
-    let mut changes = Vec::new();
-    for (p, v) in page.iter().zip(verdicts) {
-        match v {
-            Verdict::Confirm {
-                status,
-                block,
-                onchain_amount,
-            } if confirmed.contains(&p.id) => {
-                let payment = Payment {
-                    status: status.to_string(),
-                    block_number: Some(*block),
-                    received_amount: onchain_amount.clone().or(p.received_amount.clone()),
-                    reported_amount: onchain_amount.as_ref().and(p.received_amount.clone()),
-                    confirmed_at: Some(now),
-                    updated_at: now,
-                    ..p.clone()
-                };
-                let Some(kind) = EventType::for_payment_status(status) else {
-                    continue;
-                };
-                changes.push(Change {
-                    payment,
-                    kind,
-                    head: Some(head),
-                    reason: None,
-                });
-            }
-            Verdict::Reopen { reason } if reopened.contains(&p.id) => {
-                tracing::warn!(
-                    payment_id = %p.id,
-                    chain = %p.chain,
-                    reason,
-                    "payment back to pending: its transaction no longer counts"
-                );
-                // The event names the transaction that left, so the
-                // merchant can tell which sighting it was.
-                changes.push(Change {
-                    payment: Payment {
-                        status: "pending".into(),
-                        updated_at: now,
-                        ..p.clone()
-                    },
-                    kind: EventType::Reorged,
-                    head: None,
-                    reason: Some(reason),
-                });
-            }
-            _ => {}
-        }
+    if !updates.moves.is_empty() {
+        payments::move_blocks_many(&mut tx, &updates.moves, now).await?;
     }
+    let mut reopened = HashSet::new();
+    if !updates.reopens.is_empty() {
+        reopened.extend(payments::reopen_many(&mut tx, &updates.reopens, now).await?);
+    }
+    let changes: Vec<Change> = page
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(p, v)| change(p, v, &confirmed, &reopened, head, now))
+        .collect();
     let queued = emit(&mut tx, &changes, now).await?;
     for c in &changes {
-        report.add(&c.payment.status, c.kind);
+        report.add(c.payment.status, c.kind);
     }
     store.commit(tx, queued).await?;
     Ok(())
+}
+
+/// The change a verdict made, if its update applied.
+fn change(
+    p: &Payment,
+    v: &Verdict,
+    confirmed: &HashSet<PaymentId>,
+    reopened: &HashSet<PaymentId>,
+    head: i64,
+    now: i64,
+) -> Option<Change> {
+    match v {
+        Verdict::Confirm {
+            status,
+            block,
+            onchain_amount,
+        } if confirmed.contains(&p.id) => Some(Change {
+            payment: Payment {
+                status: *status,
+                block_number: Some(*block),
+                received_amount: onchain_amount.clone().or(p.received_amount.clone()),
+                reported_amount: onchain_amount.as_ref().and(p.received_amount.clone()),
+                confirmed_at: Some(now),
+                updated_at: now,
+                ..p.clone()
+            },
+            kind: EventType::for_payment_status(*status)?,
+            head: Some(head),
+            reason: None,
+        }),
+        Verdict::Reopen { reason } if reopened.contains(&p.id) => {
+            tracing::warn!(
+                payment_id = %p.id,
+                chain = %p.chain,
+                reason,
+                "payment back to pending: its transaction no longer counts"
+            );
+            // The event names the transaction that left, so the merchant can
+            // tell which sighting it was.
+            Some(Change {
+                payment: Payment {
+                    status: PaymentStatus::Pending,
+                    updated_at: now,
+                    ..p.clone()
+                },
+                kind: EventType::Reorged,
+                head: None,
+                reason: Some(reason),
+            })
+        }
+        _ => None,
+    }
 }

@@ -1,9 +1,9 @@
 //! The `chains` table: the last known head height of each chain.
 
-use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
-use super::{Store, Tx};
+use super::sql::{query, Sql, Tx};
+use super::Store;
 use crate::error::AppResult;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -13,43 +13,42 @@ pub struct ChainHead {
     pub updated_at: i64,
 }
 
+const SET_HEAD: Sql = Sql::both(
+    "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
+);
+
 /// Sets the head height (reported by the gateway or read from a node).
 pub async fn set_head(store: &Store, chain: &str, height: i64, now: i64) -> AppResult<()> {
-    on_db!(store.db(), |db, pg| sqlx::query(sql!(
-        pg,
-        "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
-    ))
-    .bind(chain)
-    .bind(height)
-    .bind(now)
-    .execute(db)
-    .await
-    .map(|r| r.rows_affected()))?;
+    query(SET_HEAD)
+        .bind(chain)
+        .bind(height)
+        .bind(now)
+        .execute(store.db())
+        .await?;
     Ok(())
 }
 
+const LIST: Sql = Sql::both("SELECT name, head, updated_at FROM chains ORDER BY name");
+
 pub async fn list(store: &Store) -> AppResult<Vec<ChainHead>> {
-    Ok(on_db!(store.db(), |db, pg| {
-        sqlx::query_as::<_, ChainHead>(sql!(
-            pg,
-            "SELECT name, head, updated_at FROM chains ORDER BY name"
-        ))
-        .fetch_all(db)
-        .await
-    })?)
+    Ok(query(LIST).fetch_all(store.db()).await?)
 }
+
+const HEAD: Sql = Sql::both("SELECT head, updated_at FROM chains WHERE name = $1");
 
 /// The stored head and when it was written.
 pub async fn head_in(tx: &mut Tx, chain: &str) -> AppResult<Option<(i64, i64)>> {
-    Ok(on_tx!(tx, |c, pg| sqlx::query_as(sql!(
-        pg,
-        "SELECT head, updated_at FROM chains WHERE name = $1"
-    ))
-    .bind(chain)
-    .fetch_optional(c)
-    .await)?)
+    Ok(query(HEAD).bind(chain).fetch_optional(tx).await?)
 }
+
+const ADVANCE_HEAD: Sql = Sql::both(
+    "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at \
+     WHERE excluded.head >= chains.head RETURNING head",
+);
+
+const STORED_HEAD: Sql = Sql::both("SELECT head FROM chains WHERE name = $1");
 
 /// Records a head read from a node, unless it is below the stored one.
 /// Returns the stored head when `height` is lower (nothing is written).
@@ -59,25 +58,17 @@ pub async fn advance_head(
     height: i64,
     now: i64,
 ) -> AppResult<Option<i64>> {
-    let written: Option<i64> = on_db!(store.db(), |db, pg| sqlx::query_scalar(sql!(
-        pg,
-        "INSERT INTO chains (name, head, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at \
-         WHERE excluded.head >= chains.head RETURNING head",
-    ))
-    .bind(chain)
-    .bind(height)
-    .bind(now)
-    .fetch_optional(db)
-    .await)?;
+    let written: Option<i64> = query(ADVANCE_HEAD)
+        .bind(chain)
+        .bind(height)
+        .bind(now)
+        .scalar_optional(store.db())
+        .await?;
     if written.is_some() {
         return Ok(None);
     }
-    Ok(on_db!(store.db(), |db, pg| sqlx::query_scalar(sql!(
-        pg,
-        "SELECT head FROM chains WHERE name = $1"
-    ))
-    .bind(chain)
-    .fetch_optional(db)
-    .await)?)
+    Ok(query(STORED_HEAD)
+        .bind(chain)
+        .scalar_optional(store.db())
+        .await?)
 }

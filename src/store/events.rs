@@ -2,22 +2,22 @@
 //! an event, its delivery row and its queue job always happens in the
 //! caller's transaction, together with the state change that caused it.
 
-use crate::{on_db, on_tx, sql};
 use serde::Serialize;
 
-use super::{Store, Tx};
-use crate::delivery::queue::{self, DeliveryJob, Lane};
+use super::jobs::{self, NewJob};
+use super::merchants::Merchant;
+use super::payments::Payment;
+use super::sql::{json_rows, query, Sql, Tx};
+use super::Store;
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventType};
-use crate::ids;
-use crate::store::merchants::Merchant;
-use crate::store::payments::Payment;
+use crate::ids::{DeliveryId, EventId, MerchantId, PaymentId};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Event {
-    pub id: String,
-    pub merchant_id: String,
-    pub payment_id: Option<String>,
+    pub id: EventId,
+    pub merchant_id: MerchantId,
+    pub payment_id: Option<PaymentId>,
     #[sqlx(rename = "type")]
     #[serde(rename = "type")]
     pub kind: String,
@@ -29,7 +29,6 @@ pub struct Event {
 }
 
 fn raw_json<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
-    use serde::Serialize;
     match serde_json::from_str::<serde_json::Value>(v) {
         Ok(json) => json.serialize(s),
         Err(_) => s.serialize_str(v),
@@ -55,19 +54,7 @@ pub async fn emit_for_payments(
     items: &[PaymentEvent<'_>],
     now: i64,
 ) -> AppResult<usize> {
-    let rows: Vec<EventRow> = items
-        .iter()
-        .map(|it| {
-            let id = ids::new_id(ids::EVENT);
-            let payload = events::payment_body(&id, it.kind, now, it.payment, it.head, it.reason);
-            let url = it
-                .payment
-                .callback_url
-                .as_deref()
-                .unwrap_or(&it.merchant.webhook_url);
-            EventRow::new(id, it.merchant, Some(&it.payment.id), it.kind, payload, url)
-        })
-        .collect();
+    let rows: Vec<EventRow> = items.iter().map(|it| payment_event_row(it, now)).collect();
     let deliveries = insert_events(tx, &rows, now).await?;
     Ok(deliveries.iter().flatten().count())
 }
@@ -75,28 +62,33 @@ pub async fn emit_for_payments(
 /// One payment's event; returns its delivery id (`None` if unsubscribed).
 pub async fn emit_for_payment(
     tx: &mut Tx,
-    merchant: &Merchant,
-    p: &Payment,
-    kind: EventType,
-    head: Option<i64>,
+    item: &PaymentEvent<'_>,
     now: i64,
-) -> AppResult<Option<String>> {
-    let id = ids::new_id(ids::EVENT);
-    let payload = events::payment_body(&id, kind, now, p, head, None);
-    let url = p.callback_url.as_deref().unwrap_or(&merchant.webhook_url);
-    let row = EventRow::new(id, merchant, Some(&p.id), kind, payload, url);
+) -> AppResult<Option<DeliveryId>> {
+    let row = payment_event_row(item, now);
     Ok(insert_events(tx, &[row], now).await?.pop().flatten())
 }
 
+fn payment_event_row(it: &PaymentEvent<'_>, now: i64) -> EventRow {
+    let id = EventId::new();
+    let data = it.payment.event_data(it.head, it.reason);
+    let payload = events::payment_body(id.as_str(), it.kind, now, data);
+    let url = it
+        .payment
+        .callback_url
+        .as_deref()
+        .unwrap_or(&it.merchant.webhook_url);
+    EventRow::new(id, it.merchant, Some(&it.payment.id), it.kind, payload, url)
+}
+
 /// Writes a `webhook.test` event for the merchant and its delivery.
-/// Returns the event id and delivery id.
 pub async fn emit_test(
     tx: &mut Tx,
     merchant: &Merchant,
     now: i64,
-) -> AppResult<(String, Option<String>)> {
-    let id = ids::new_id(ids::EVENT);
-    let payload = events::test_body(&id, now, &merchant.id);
+) -> AppResult<(EventId, Option<DeliveryId>)> {
+    let id = EventId::new();
+    let payload = events::test_body(id.as_str(), now, merchant.id.as_str());
     let row = EventRow::new(
         id.clone(),
         merchant,
@@ -110,11 +102,11 @@ pub async fn emit_test(
 
 /// An event about to be written; `url` is `None` when the merchant does not
 /// subscribe to its type (the event is kept, nothing is sent).
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 struct EventRow {
-    id: String,
-    merchant_id: String,
-    payment_id: Option<String>,
+    id: EventId,
+    merchant_id: MerchantId,
+    payment_id: Option<PaymentId>,
     #[serde(rename = "type")]
     kind: &'static str,
     payload: String,
@@ -124,9 +116,9 @@ struct EventRow {
 
 impl EventRow {
     fn new(
-        id: String,
+        id: EventId,
         m: &Merchant,
-        payment_id: Option<&str>,
+        payment_id: Option<&PaymentId>,
         kind: EventType,
         payload: String,
         url: &str,
@@ -134,31 +126,38 @@ impl EventRow {
         EventRow {
             id,
             merchant_id: m.id.clone(),
-            payment_id: payment_id.map(str::to_string),
+            payment_id: payment_id.cloned(),
             kind: kind.as_str(),
             payload,
-            url: m.subscribes_to(kind.as_str()).then(|| url.to_string()),
+            url: m.subscribes_to(kind).then(|| url.to_string()),
         }
     }
 }
 
+const INSERT_EVENTS: Sql = Sql::each(
+    "INSERT INTO events (id, merchant_id, payment_id, type, payload, created_at) \
+     SELECT value ->> 'id', value ->> 'merchant_id', value ->> 'payment_id', value ->> 'type', \
+     value ->> 'payload', $2 FROM json_each($1)",
+    "INSERT INTO events (id, merchant_id, payment_id, type, payload, created_at) \
+     SELECT value ->> 'id', value ->> 'merchant_id', value ->> 'payment_id', value ->> 'type', \
+     value ->> 'payload', $2 FROM payhook_json_rows($1::jsonb)",
+);
+
 /// Inserts events, then deliveries for the subscribed ones; returns the
 /// delivery id of each event, in order.
-async fn insert_events(tx: &mut Tx, rows: &[EventRow], now: i64) -> AppResult<Vec<Option<String>>> {
+async fn insert_events(
+    tx: &mut Tx,
+    rows: &[EventRow],
+    now: i64,
+) -> AppResult<Vec<Option<DeliveryId>>> {
     if rows.is_empty() {
         return Ok(vec![]);
     }
-    on_tx!(tx, |c, pg| sqlx::query(sql!(
-        pg,
-        "INSERT INTO events (id, merchant_id, payment_id, type, payload, created_at) \
-         SELECT value ->> 'id', value ->> 'merchant_id', value ->> 'payment_id', value ->> 'type', \
-         value ->> 'payload', $2 FROM json_each($1)",
-    ))
-    .bind(to_json(rows)?)
-    .bind(now)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?;
+    query(INSERT_EVENTS)
+        .bind(json_rows(rows)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     let mut ids = Vec::with_capacity(rows.len());
     let mut new = Vec::new();
     for r in rows {
@@ -175,104 +174,101 @@ async fn insert_events(tx: &mut Tx, rows: &[EventRow], now: i64) -> AppResult<Ve
     Ok(ids)
 }
 
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 struct NewDelivery {
-    id: String,
-    event_id: String,
-    merchant_id: String,
+    id: DeliveryId,
+    event_id: EventId,
+    merchant_id: MerchantId,
     url: String,
     endpoint: String,
 }
 
 impl NewDelivery {
-    fn new(event_id: &str, merchant_id: &str, url: &str) -> Self {
-        // An unparsable URL gets itself as endpoint; the sender refuses it.
-        let endpoint = url::Url::parse(url)
-            .map(|u| crate::delivery::target::endpoint_key(&u))
-            .unwrap_or_else(|_| url.to_string());
+    fn new(event_id: &EventId, merchant_id: &MerchantId, url: &str) -> Self {
         NewDelivery {
-            id: ids::new_id(ids::DELIVERY),
-            event_id: event_id.to_string(),
-            merchant_id: merchant_id.to_string(),
+            id: DeliveryId::new(),
+            event_id: event_id.clone(),
+            merchant_id: merchant_id.clone(),
             url: url.to_string(),
-            endpoint,
+            endpoint: crate::urls::endpoint_key_of(url),
         }
     }
 }
+
+const INSERT_DELIVERIES: Sql = Sql::each(
+    "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, \
+     next_attempt_at, created_at, updated_at) \
+     SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', \
+     value ->> 'endpoint', 'pending', 0, $2, $2, $2 FROM json_each($1)",
+    "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, \
+     next_attempt_at, created_at, updated_at) \
+     SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', \
+     value ->> 'endpoint', 'pending', 0, $2, $2, $2 FROM payhook_json_rows($1::jsonb)",
+);
 
 /// Pending deliveries due now, with their first-attempt jobs.
 async fn insert_deliveries(tx: &mut Tx, rows: &[NewDelivery], now: i64) -> AppResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    on_tx!(tx, |c, pg| {
-        sqlx::query(
-        sql!(pg, "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, next_attempt_at, \
-         created_at, updated_at) \
-         SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', value ->> 'endpoint', \
-         'pending', 0, $2, $2, $2 FROM json_each($1)",)
-    )
-    .bind(to_json(rows)?)
-    .bind(now)
-    .execute(c)
-    .await.map(|r| r.rows_affected())
-    })?;
-    let jobs: Vec<(DeliveryJob, i64, Lane)> = rows
-        .iter()
-        .map(|r| (DeliveryJob::first(&r.id), now, Lane::First))
-        .collect();
-    queue::push_many(tx, &jobs).await
+    query(INSERT_DELIVERIES)
+        .bind(json_rows(rows)?)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let jobs: Vec<NewJob> = rows.iter().map(|r| NewJob::first(&r.id, now)).collect();
+    jobs::push_many(tx, &jobs).await
 }
 
 /// A new pending delivery of an existing event, due now.
 pub async fn insert_delivery(
     tx: &mut Tx,
-    event_id: &str,
-    merchant_id: &str,
+    event_id: &EventId,
+    merchant_id: &MerchantId,
     url: &str,
     now: i64,
-) -> AppResult<String> {
+) -> AppResult<DeliveryId> {
     let row = NewDelivery::new(event_id, merchant_id, url);
     let id = row.id.clone();
     insert_deliveries(tx, &[row], now).await?;
     Ok(id)
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(rows: &T) -> AppResult<String> {
-    serde_json::to_string(rows).map_err(|e| AppError::internal(format!("encode rows: {e}")))
+const GET: Sql =
+    Sql::both("SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE id = $1");
+
+pub async fn get(store: &Store, id: &EventId) -> AppResult<Event> {
+    query(GET)
+        .bind(id)
+        .fetch_optional(store.db())
+        .await?
+        .ok_or_else(|| AppError::not_found("event", id.as_str()))
 }
 
-pub async fn get(store: &Store, id: &str) -> AppResult<Event> {
-    on_db!(store.db(), |db, pg| sqlx::query_as::<_, Event>(sql!(
-        pg,
-        "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE id = $1",
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await)?
-    .ok_or_else(|| AppError::not_found("event", id))
+const LIST_FOR_PAYMENT: Sql = Sql::both(
+    "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events \
+     WHERE payment_id = $1 ORDER BY id",
+);
+
+pub async fn list_for_payment(store: &Store, payment_id: &PaymentId) -> AppResult<Vec<Event>> {
+    Ok(query(LIST_FOR_PAYMENT)
+        .bind(payment_id)
+        .fetch_all(store.db())
+        .await?)
 }
 
-pub async fn list_for_payment(store: &Store, payment_id: &str) -> AppResult<Vec<Event>> {
-    Ok(on_db!(store.db(), |db, pg| {
-        sqlx::query_as::<_, Event>(
-        sql!(pg, "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE payment_id = $1 ORDER BY id",)
-    )
-    .bind(payment_id)
-    .fetch_all(db)
-    .await
-    })?)
-}
+const CURRENT_TARGET: Sql = Sql::both(
+    "SELECT COALESCE(p.callback_url, m.webhook_url) FROM events e \
+     JOIN merchants m ON m.id = e.merchant_id LEFT JOIN payments p ON p.id = e.payment_id \
+     WHERE e.id = $1",
+);
 
 /// Where an event goes now: its payment's `callback_url`, else the
 /// merchant's current `webhook_url`.
-pub async fn current_target(tx: &mut Tx, event_id: &str) -> AppResult<String> {
-    on_tx!(tx, |c, pg| sqlx::query_scalar(
-        sql!(pg, "SELECT COALESCE(p.callback_url, m.webhook_url) FROM events e JOIN merchants m ON m.id = e.merchant_id \
-         LEFT JOIN payments p ON p.id = e.payment_id WHERE e.id = $1",)
-    )
-    .bind(event_id)
-    .fetch_optional(c)
-    .await)?
-    .ok_or_else(|| AppError::not_found("event", event_id))
+pub async fn current_target(tx: &mut Tx, event_id: &EventId) -> AppResult<String> {
+    query(CURRENT_TARGET)
+        .bind(event_id)
+        .scalar_optional(tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("event", event_id.as_str()))
 }

@@ -1,126 +1,34 @@
 //! Everything SQL. One module per table family; the rest of payhook calls
-//! these functions and never writes SQL of its own.
+//! these functions and never writes SQL of its own. The store writes what
+//! it is told (rows, plans) and decides nothing about delivery.
 //!
-//! Two backends, one set of statements: `$1`-style placeholders and portable
-//! SQL (`RETURNING`, `ON CONFLICT`, `UPDATE … FROM`) that SQLite and Postgres
-//! both accept, with the two SQLite-only spellings rewritten by [`dialect`].
-//! Each statement runs through [`on_db!`](crate::on_db) or
-//! [`on_tx!`](crate::on_tx), which pick the backend's native driver.
+//! Two backends: each statement is an [`sql::Sql`] holding the text SQLite
+//! runs and the text Postgres runs, side by side (once when they agree).
+//! `jobs` owns the queue's tables (apalis'), `outcomes` writes the plan of
+//! a batch of finished attempts.
 
 pub mod chains;
 pub mod dead_letters;
 pub mod deliveries;
-pub mod dialect;
 pub mod endpoints;
 pub mod events;
+pub mod jobs;
 pub mod merchants;
+pub mod outcomes;
 pub mod payments;
+pub mod sql;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+pub use self::jobs::QueueSignal;
+pub use self::sql::{query, Db, Sql, Tx};
 use crate::config::Config;
-use crate::delivery::queue::QueueSignal;
 use crate::error::{AppError, AppResult};
-
-/// A transaction on either backend. Store functions run their statements on
-/// it with [`on_tx!`](crate::on_tx).
-pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Pg(Transaction<'static, Postgres>),
-}
-
-impl Tx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Pg(t) => t.commit().await,
-        }
-    }
-}
-
-/// A pool of either backend, for [`on_db!`](crate::on_db).
-#[derive(Clone)]
-pub enum Db {
-    Sqlite(SqlitePool),
-    Pg(PgPool),
-}
-
-impl Db {
-    pub async fn close(&self) {
-        match self {
-            Db::Sqlite(p) => p.close().await,
-            Db::Pg(p) => p.close().await,
-        }
-    }
-
-    async fn begin(&self, immediate: bool) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            // IMMEDIATE takes SQLite's write lock at BEGIN, so two writers
-            // queue on busy_timeout instead of failing a lock upgrade.
-            Db::Sqlite(p) if immediate => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-            Db::Pg(p) => Tx::Pg(p.begin().await?),
-        })
-    }
-}
-
-/// Runs `$body` with `$e` bound to the pool of the store's backend and `$pg`
-/// to whether that is Postgres (for [`sql!`](crate::sql)).
-#[macro_export]
-macro_rules! on_db {
-    ($db:expr, |$e:ident, $pg:ident| $body:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite($e) => {
-                let $pg = false;
-                $body
-            }
-            $crate::store::Db::Pg($e) => {
-                let $pg = true;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs `$body` with `$c` bound to the transaction's connection.
-#[macro_export]
-macro_rules! on_tx {
-    ($tx:expr, |$c:ident, $pg:ident| $body:expr) => {
-        match $tx {
-            $crate::store::Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                let $pg = false;
-                $body
-            }
-            $crate::store::Tx::Pg(t) => {
-                let $c = &mut **t;
-                let $pg = true;
-                $body
-            }
-        }
-    };
-}
-
-/// A statement's text for the backend: as written on SQLite, rewritten once
-/// (see [`dialect`]) and cached on Postgres. One call site, one text.
-#[macro_export]
-macro_rules! sql {
-    ($pg:expr, $text:expr $(,)?) => {{
-        static PG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let text: &'static str = if $pg {
-            PG.get_or_init(|| $crate::store::dialect::to_postgres($text))
-                .as_str()
-        } else {
-            $text
-        };
-        text
-    }};
-}
+use crate::urls::redact_url;
 
 /// The handle every part of payhook shares: connection pools, plus the
 /// signal that wakes local queue workers when a transaction made work due.
@@ -216,13 +124,14 @@ impl Store {
     }
 
     pub fn is_postgres(&self) -> bool {
-        matches!(self.pool, Db::Pg(_))
+        self.pool.is_postgres()
     }
 
-    /// Applies payhook's migrations and the queue's own tables.
+    /// Creates or upgrades the schema: the queue's own tables first (apalis
+    /// tracks them in `_sqlx_migrations`), then payhook's (tracked apart, in
+    /// `_payhook_migrations`), whose later files tune the queue's tables.
     pub async fn migrate(&self) -> AppResult<()> {
-        // payhook's migrations are tracked in their own table, apart from
-        // the queue's (apalis keeps its own in `_sqlx_migrations`).
+        jobs::create_queue_tables(&self.pool).await?;
         match &self.pool {
             Db::Sqlite(pool) => {
                 let mut migrator = sqlx::migrate!("./migrations/sqlite");
@@ -235,7 +144,6 @@ impl Store {
                 migrator.run(pool).await?;
             }
         }
-        crate::delivery::queue::setup(&self.pool).await?;
         Ok(())
     }
 
@@ -278,10 +186,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> AppResult<()> {
-        on_db!(&self.pool, |db, _pg| sqlx::query("SELECT 1")
-            .execute(db)
-            .await
-            .map(|r| r.rows_affected()))?;
+        query(Sql::both("SELECT 1")).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -294,27 +199,6 @@ impl Store {
             self.writer.close().await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
-    }
-}
-
-/// A list of ids as the JSON the statements read with
-/// `SELECT value ->> 'id' FROM json_each($1)` on both backends.
-pub(crate) fn id_list(ids: &[&str]) -> String {
-    let rows: Vec<serde_json::Value> = ids
-        .iter()
-        .map(|id| serde_json::json!({ "id": id }))
-        .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-/// Hides a password in a database URL before it reaches a message.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => raw.to_string(),
     }
 }
 
