@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use axum::Router;
 use payhook::config::{ChainConfig, Config, HumanDuration};
+use payhook::ids::MerchantId;
 use payhook::ops::merchants::{self, NewMerchant};
 use payhook::ops::payments::{self, Detection, NewPayment};
 use payhook::pipeline::{Parts, Pipeline};
@@ -118,7 +119,14 @@ fn bench_config(db: &std::path::Path) -> Config {
 
 /// Creates and detects `n` payments, 16 at a time (as a gateway calling the
 /// API from several request handlers would).
-async fn seed(store: &Store, cfg: &Config, merchant_id: &str, n: usize, block: i64, tag: &str) {
+async fn seed(
+    store: &Store,
+    cfg: &Config,
+    merchant_id: &MerchantId,
+    n: usize,
+    block: i64,
+    tag: &str,
+) {
     use futures::StreamExt;
     futures::stream::iter(0..n)
         .for_each_concurrent(16, |i| async move {
@@ -126,7 +134,7 @@ async fn seed(store: &Store, cfg: &Config, merchant_id: &str, n: usize, block: i
                 store,
                 cfg,
                 NewPayment {
-                    merchant_id: merchant_id.into(),
+                    merchant_id: merchant_id.clone(),
                     reference: format!("{tag}-{i}"),
                     chain: "ethereum".into(),
                     token: Some("USDT".into()),
@@ -162,17 +170,17 @@ async fn wait_delivered(
     pipeline: &Pipeline,
     hits: &AtomicU64,
     hits_target: u64,
-    merchant_id: &str,
+    merchant_id: &MerchantId,
     target: i64,
 ) {
     let deadline = Instant::now() + Duration::from_secs(300);
     let succeeded = || async {
-        payhook::on_db!(store.db(), |db, _pg| sqlx::query_scalar::<_, i64>(
+        payhook::store::query(payhook::store::Sql::both(
             "SELECT COUNT(*) FROM deliveries WHERE merchant_id = $1 AND status = 'succeeded'",
-        )
+        ))
         .bind(merchant_id)
-        .fetch_one(db)
-        .await)
+        .scalar::<i64>(store.db())
+        .await
         .unwrap()
     };
     loop {
@@ -272,7 +280,7 @@ async fn healthy_drain(
 }
 
 /// `n` webhook.test events for a merchant, in one transaction.
-async fn emit_tests(store: &Store, merchant_id: &str, n: usize) {
+async fn emit_tests(store: &Store, merchant_id: &MerchantId, n: usize) {
     let m = payhook::store::merchants::get(store, merchant_id)
         .await
         .unwrap();

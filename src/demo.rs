@@ -183,8 +183,7 @@ async fn register_merchant(
         ..Default::default()
     };
     let created = merchants::create(store, cfg, input).await?;
-    inbox.lock().unwrap_or_else(|p| p.into_inner()).secret =
-        created.secret.expose().to_string();
+    inbox.lock().unwrap_or_else(|p| p.into_inner()).secret = created.secret.expose().to_string();
     let merchant_id = created.merchant.id;
     step(&format!(
         "registered merchant {merchant_id} (secret whsec_…, scheme standard)"
@@ -298,9 +297,11 @@ async fn report(store: &Store, inbox: &Shared) -> AppResult<()> {
 fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(&format!("  {{spinner}} [{{bar:30}}] {{pos}}/{{len}} {what}"))
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(&format!(
+            "  {{spinner}} [{{bar:30}}] {{pos}}/{{len}} {what}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar
 }
@@ -342,7 +343,10 @@ async fn wait_for(
         };
         let list = store::deliveries::list(store, &filter, &page).await?;
         let count = |s: DeliveryStatus| list.iter().filter(|d| d.status == s).count() as u64;
-        let (ok, dead) = (count(DeliveryStatus::Succeeded), count(DeliveryStatus::Dead));
+        let (ok, dead) = (
+            count(DeliveryStatus::Succeeded),
+            count(DeliveryStatus::Dead),
+        );
         let retrying = list
             .iter()
             .filter(|d| d.status == DeliveryStatus::Pending && d.attempts > 0)

@@ -176,12 +176,7 @@ mod tests {
 
     #[test]
     fn body_is_compact_with_fixed_key_order_and_survives_reserialization() {
-        let body = payment_body(
-            "evt_1",
-            EventType::Confirmed,
-            1_700_000_100_000,
-            payment(),
-        );
+        let body = payment_body("evt_1", EventType::Confirmed, 1_700_000_100_000, payment());
         assert!(body.starts_with(r#"{"id":"evt_1","type":"payment.confirmed","created_at":"2023-11-14T22:15:00Z","data":{"payment_id":"pay_1","reference":"ORDER-1","status":"confirmed","chain":"ethereum","token":"USDT""#), "{body}");
         assert!(body.contains(r#""block_number":100,"confirmations":12,"#));
         assert!(!body.contains(' '));

@@ -151,9 +151,18 @@ mod tests {
     #[test]
     fn classification_is_exact_at_the_last_of_18_decimals() {
         let expected = a("1.000000000000000001");
-        assert_eq!(classify(&expected, &a("1.000000000000000001")), PaymentStatus::Confirmed);
-        assert_eq!(classify(&expected, &a("1.000000000000000000")), PaymentStatus::Underpaid);
-        assert_eq!(classify(&expected, &a("1.000000000000000002")), PaymentStatus::Overpaid);
+        assert_eq!(
+            classify(&expected, &a("1.000000000000000001")),
+            PaymentStatus::Confirmed
+        );
+        assert_eq!(
+            classify(&expected, &a("1.000000000000000000")),
+            PaymentStatus::Underpaid
+        );
+        assert_eq!(
+            classify(&expected, &a("1.000000000000000002")),
+            PaymentStatus::Overpaid
+        );
         assert_eq!(
             classify(&expected, &a("1.0000000000000000010")),
             PaymentStatus::Confirmed

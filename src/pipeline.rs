@@ -7,8 +7,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::delivery::workers::{self, WorkerSettings};
 use crate::delivery::sender::Sender;
+use crate::delivery::workers::{self, WorkerSettings};
 use crate::error::{AppError, AppResult};
 use crate::scanner;
 use crate::store::Store;

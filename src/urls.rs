@@ -77,7 +77,10 @@ mod tests {
             "https://mainnet.example/…"
         );
         assert_eq!(redact_url("https://node.example"), "https://node.example");
-        assert_eq!(redact_url("sqlite://payhook.db?mode=rwc"), "sqlite://payhook.db");
+        assert_eq!(
+            redact_url("sqlite://payhook.db?mode=rwc"),
+            "sqlite://payhook.db"
+        );
         assert!(!redact_url("not a url hunter2").contains("hunter2"));
     }
 }

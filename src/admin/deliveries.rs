@@ -69,8 +69,7 @@ pub struct DlqFilter {
 impl DlqFilter {
     fn filter(self) -> AppResult<dead_letters::Filter> {
         let time = |field: &str, v: Option<String>| {
-            v.map(|v| crate::time::parse_rfc3339(field, &v))
-                .transpose()
+            v.map(|v| crate::time::parse_rfc3339(field, &v)).transpose()
         };
         Ok(dead_letters::Filter {
             merchant_id: self.merchant_id,

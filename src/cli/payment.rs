@@ -124,7 +124,10 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
                     .iter()
                     .map(|e| serde_json::json!({"id": e.id, "type": e.kind, "created_at": crate::time::rfc3339(e.created_at)}))
                     .collect();
-                output::json(&Timeline { payment: &p, events });
+                output::json(&Timeline {
+                    payment: &p,
+                    events,
+                });
             } else {
                 output::record(&p);
                 println!();

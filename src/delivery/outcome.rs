@@ -18,8 +18,12 @@ use crate::store::outcomes::{AttemptRecord, AttemptWrite, Deferral, Plan};
 pub enum Next {
     Succeeded,
     /// Try again at this time (unix ms).
-    Retry { at_ms: i64 },
-    Dead { reason: DeadReason },
+    Retry {
+        at_ms: i64,
+    },
+    Dead {
+        reason: DeadReason,
+    },
 }
 
 impl Next {
@@ -265,7 +269,10 @@ mod tests {
         assert_eq!(w.status, DeliveryStatus::Pending);
         assert_eq!(w.next_attempt_at, Some(9_000));
         let next = w.next_job.as_ref().unwrap();
-        assert_eq!((next.job.attempt, next.lane, next.run_at_ms), (2, Lane::Retry, 9_000));
+        assert_eq!(
+            (next.job.attempt, next.lane, next.run_at_ms),
+            (2, Lane::Retry, 9_000)
+        );
         assert_eq!(w.endpoint_ok, Some(false));
         assert_eq!(plan.disable_failing_since_before, 1_000 - 60_000);
     }
@@ -273,14 +280,24 @@ mod tests {
     #[test]
     fn gone_disables_the_merchant_but_does_not_count_as_an_endpoint_failure() {
         let (plan, _) = plan(
-            &[attempted("dlv_a", 3, Next::Dead { reason: DeadReason::Gone })],
+            &[attempted(
+                "dlv_a",
+                3,
+                Next::Dead {
+                    reason: DeadReason::Gone,
+                },
+            )],
             5,
             Duration::from_secs(1),
         );
         let w = &plan.attempts[0];
         assert_eq!(w.status, DeliveryStatus::Dead);
         assert_eq!(w.dead_letter, Some(DeadReason::Gone));
-        assert!(w.disable_merchant.as_deref().unwrap().starts_with("410 Gone"));
+        assert!(w
+            .disable_merchant
+            .as_deref()
+            .unwrap()
+            .starts_with("410 Gone"));
         assert_eq!(w.endpoint_ok, None);
         assert!(w.next_job.is_none());
     }
@@ -289,8 +306,20 @@ mod tests {
     fn exhausted_counts_against_the_endpoint_and_rejected_target_does_not() {
         let (plan, _) = plan(
             &[
-                attempted("dlv_a", 20, Next::Dead { reason: DeadReason::Exhausted }),
-                attempted("dlv_b", 1, Next::Dead { reason: DeadReason::RejectedTarget }),
+                attempted(
+                    "dlv_a",
+                    20,
+                    Next::Dead {
+                        reason: DeadReason::Exhausted,
+                    },
+                ),
+                attempted(
+                    "dlv_b",
+                    1,
+                    Next::Dead {
+                        reason: DeadReason::RejectedTarget,
+                    },
+                ),
             ],
             5,
             Duration::from_secs(1),
@@ -314,7 +343,10 @@ mod tests {
         let (plan, parks) = plan(&batch, 5, Duration::from_secs(1));
         assert!(plan.finished_jobs.is_empty() && plan.attempts.is_empty());
         let d = &plan.deferrals[0];
-        assert_eq!((d.attempt, d.job.lane, d.job.job.attempt), (1, Lane::First, 1));
+        assert_eq!(
+            (d.attempt, d.job.lane, d.job.job.attempt),
+            (1, Lane::First, 1)
+        );
         assert_eq!(parks, [("https://x:443/h".to_string(), 7_000)]);
     }
 
@@ -324,20 +356,35 @@ mod tests {
         let ok = exchanged(Some(204), None);
         assert_eq!(next_after(&p, 1, ok, 0, 0.5), Next::Succeeded);
         let gone = exchanged(Some(410), Some(AttemptErrorKind::Status));
-        assert_eq!(next_after(&p, 1, gone, 0, 0.5), Next::Dead { reason: DeadReason::Gone });
+        assert_eq!(
+            next_after(&p, 1, gone, 0, 0.5),
+            Next::Dead {
+                reason: DeadReason::Gone
+            }
+        );
         let refused = exchanged(None, Some(AttemptErrorKind::RejectedTarget));
         assert_eq!(
             next_after(&p, 1, refused, 0, 0.5),
-            Next::Dead { reason: DeadReason::RejectedTarget }
+            Next::Dead {
+                reason: DeadReason::RejectedTarget
+            }
         );
         let failed = exchanged(Some(500), Some(AttemptErrorKind::Status));
-        assert_eq!(next_after(&p, 1, failed, 1_000, 0.5), Next::Retry { at_ms: 6_000 });
+        assert_eq!(
+            next_after(&p, 1, failed, 1_000, 0.5),
+            Next::Retry { at_ms: 6_000 }
+        );
         assert_eq!(
             next_after(&p, 3, failed, 1_000, 0.5),
-            Next::Dead { reason: DeadReason::Exhausted }
+            Next::Dead {
+                reason: DeadReason::Exhausted
+            }
         );
         let redirect = exchanged(Some(302), Some(AttemptErrorKind::Redirect));
-        assert!(matches!(next_after(&p, 1, redirect, 0, 0.5), Next::Retry { .. }));
+        assert!(matches!(
+            next_after(&p, 1, redirect, 0, 0.5),
+            Next::Retry { .. }
+        ));
     }
 
     fn any_next() -> impl Strategy<Value = Next> {

@@ -19,7 +19,9 @@ use crate::delivery::signer::{self, HexFormat};
 use crate::delivery::target::{self, TargetPolicy};
 use crate::delivery::workers::WorkerSettings;
 use crate::delivery::writer::{self, OutcomeWriter};
-use crate::domain::{AttemptErrorKind, DeadReason, DeliveryStatus, MerchantStatus, SignatureScheme};
+use crate::domain::{
+    AttemptErrorKind, DeadReason, DeliveryStatus, MerchantStatus, SignatureScheme,
+};
 use crate::error::{AppError, AppResult};
 use crate::ids::DeliveryId;
 use crate::store::deliveries::{self, AttemptContext};
@@ -165,7 +167,12 @@ impl Sender {
     }
 
     /// A target the policy refuses: dead at once, no request made.
-    async fn refuse(&self, job: &DeliveryJob, job_id: Option<String>, why: String) -> AppResult<()> {
+    async fn refuse(
+        &self,
+        job: &DeliveryJob,
+        job_id: Option<String>,
+        why: String,
+    ) -> AppResult<()> {
         let kind = AttemptErrorKind::RejectedTarget;
         crate::metrics::attempt("dead", None, Some(kind), Duration::ZERO);
         let record = AttemptRecord {
@@ -423,7 +430,10 @@ async fn read_response(mut resp: reqwest::Response, max_body: usize) -> Exchange
                 location.unwrap_or_default()
             )),
         ),
-        _ => (Some(AttemptErrorKind::Status), Some(format!("HTTP {status}"))),
+        _ => (
+            Some(AttemptErrorKind::Status),
+            Some(format!("HTTP {status}")),
+        ),
     };
     Exchange {
         status: Some(status),
@@ -479,7 +489,8 @@ pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMa
         }
         SignatureScheme::Standard => {
             let mut keys = vec![signer::standard_key(ctx.secret.expose())?];
-            if let (Some(prev), Some(until)) = (&ctx.previous_secret, ctx.previous_secret_expires_at)
+            if let (Some(prev), Some(until)) =
+                (&ctx.previous_secret, ctx.previous_secret_expires_at)
             {
                 if until > now_ms() {
                     keys.push(signer::standard_key(prev.expose())?);

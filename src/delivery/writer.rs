@@ -34,7 +34,9 @@ async fn write(store: &Store, batch: &[Finished], disable_after: Duration) -> Ap
         Err(_) => {
             return Err(AppError::new(
                 ErrorKind::Unavailable,
-                format!("recording outcomes took over {WRITE_DEADLINE:?} (database write lock busy)"),
+                format!(
+                    "recording outcomes took over {WRITE_DEADLINE:?} (database write lock busy)"
+                ),
             ))
         }
     }
@@ -61,8 +63,7 @@ pub fn spawn(store: Store, disable_after: Duration) -> OutcomeWriter {
                     tracing::warn!(error = %e, size = batch.len(), "outcome batch failed; writing one by one");
                     let mut results = Vec::with_capacity(batch.len());
                     for f in &batch {
-                        results
-                            .push(write(&store, std::slice::from_ref(f), disable_after).await);
+                        results.push(write(&store, std::slice::from_ref(f), disable_after).await);
                     }
                     results
                 }

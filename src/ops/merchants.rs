@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::delivery::signer::HexFormat;
 use crate::delivery::target::{self, TargetPolicy};
-use crate::error::{AppError, AppResult};
 use crate::domain::{MerchantStatus, SignatureScheme};
+use crate::error::{AppError, AppResult};
 use crate::events::EventType;
-use crate::ids::{self, EventId, DeliveryId, MerchantId, Secret};
+use crate::ids::{self, DeliveryId, EventId, MerchantId, Secret};
 use crate::store::merchants::{self, Merchant};
 use crate::store::{self, Store};
 use crate::time::now_ms;
@@ -287,10 +287,7 @@ pub async fn enable(store: &Store, id: &MerchantId) -> AppResult<Merchant> {
 }
 
 /// Queues a `webhook.test` event to the merchant's URL; returns the event id.
-pub async fn send_test(
-    store: &Store,
-    id: &MerchantId,
-) -> AppResult<(EventId, Option<DeliveryId>)> {
+pub async fn send_test(store: &Store, id: &MerchantId) -> AppResult<(EventId, Option<DeliveryId>)> {
     let m = merchants::get(store, id).await?;
     let mut tx = store.begin_write().await?;
     let sent = store::events::emit_test(&mut tx, &m, now_ms()).await?;

@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::delivery::target;
+use crate::domain::PaymentStatus;
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
-use crate::domain::PaymentStatus;
 use crate::ids::{MerchantId, PaymentId};
 use crate::money::Amount;
 use crate::ops::merchants::target_policy;

@@ -25,8 +25,8 @@ use self::node_chain::Failure;
 use self::watch::NodeWatch;
 
 use crate::config::Config;
-use crate::error::{AppError, AppResult};
 use crate::domain::PaymentStatus;
+use crate::error::{AppError, AppResult};
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::money::{classify, Amount};

@@ -14,8 +14,8 @@ use std::collections::HashSet;
 use super::check::{self, Verdict};
 use super::node::{Node, NodeError};
 use super::{emit, Change, ScanReport};
-use crate::error::AppError;
 use crate::domain::PaymentStatus;
+use crate::error::AppError;
 use crate::events::EventType;
 use crate::ids::PaymentId;
 use crate::store::payments::{self, FinalMove, Payment, Sighting};
@@ -132,9 +132,9 @@ impl<'a> Updates<'a> {
                     u.moves.push(sighting(*block))
                 }
                 Verdict::Wait { .. } => {}
-                Verdict::Reopen { .. } => u
-                    .reopens
-                    .push(sighting(p.block_number.unwrap_or_default())),
+                Verdict::Reopen { .. } => {
+                    u.reopens.push(sighting(p.block_number.unwrap_or_default()))
+                }
             }
         }
         u

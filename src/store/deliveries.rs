@@ -108,10 +108,7 @@ const ATTEMPT_CONTEXTS: Sql = Sql::each(
 );
 
 /// The contexts of many deliveries in one query (unknown ids are absent).
-pub async fn attempt_contexts(
-    store: &Store,
-    ids: &[DeliveryId],
-) -> AppResult<Vec<AttemptContext>> {
+pub async fn attempt_contexts(store: &Store, ids: &[DeliveryId]) -> AppResult<Vec<AttemptContext>> {
     Ok(query(ATTEMPT_CONTEXTS)
         .bind(id_rows(ids))
         .fetch_all(store.db())

@@ -117,7 +117,10 @@ pub async fn disable(tx: &mut Tx, endpoint: &str, now: i64) -> AppResult<u64> {
         .await?;
     dead_letters::insert_many(tx, &dead, DeadReason::EndpointDisabled, now).await?;
     jobs::cancel_for_deliveries(tx, &dead).await?;
-    query(RESTART_CLOCK).bind(endpoint).execute(&mut *tx).await?;
+    query(RESTART_CLOCK)
+        .bind(endpoint)
+        .execute(&mut *tx)
+        .await?;
     tracing::warn!(
         endpoint,
         dead_lettered = dead.len(),

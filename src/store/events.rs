@@ -234,8 +234,9 @@ pub async fn insert_delivery(
     Ok(id)
 }
 
-const GET: Sql =
-    Sql::both("SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE id = $1");
+const GET: Sql = Sql::both(
+    "SELECT id, merchant_id, payment_id, type, payload, created_at FROM events WHERE id = $1",
+);
 
 pub async fn get(store: &Store, id: &EventId) -> AppResult<Event> {
     query(GET)

@@ -41,10 +41,8 @@ pub struct Merchant {
 }
 
 fn header_names<S: serde::Serializer>(headers: &Secret, s: S) -> Result<S::Ok, S::Error> {
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(headers.expose()).map_err(|_| {
-            serde::ser::Error::custom("stored extra headers are not a JSON object")
-        })?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(headers.expose())
+        .map_err(|_| serde::ser::Error::custom("stored extra headers are not a JSON object"))?;
     s.collect_seq(map.keys())
 }
 
@@ -210,9 +208,8 @@ pub async fn disable_for_delivery(
     Ok(())
 }
 
-const ENABLE: Sql = Sql::both(
-    "UPDATE merchants SET status = 'active', disabled_reason = NULL WHERE id = $1",
-);
+const ENABLE: Sql =
+    Sql::both("UPDATE merchants SET status = 'active', disabled_reason = NULL WHERE id = $1");
 
 /// Re-enables a merchant and makes its waiting deliveries due now.
 pub async fn enable(store: &Store, id: &MerchantId) -> AppResult<()> {

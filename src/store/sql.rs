@@ -162,11 +162,17 @@ impl From<&Option<String>> for Arg {
 
 /// A row type both backends can decode (`#[derive(sqlx::FromRow)]`).
 pub trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
-impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{}
 
 /// A single-column value both backends can decode.
 pub trait Scalar:
-    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres> + Send + Unpin
+    for<'r> Decode<'r, Sqlite>
+    + Type<Sqlite>
+    + for<'r> Decode<'r, Postgres>
+    + Type<Postgres>
+    + Send
+    + Unpin
 {
 }
 impl<T> Scalar for T where
@@ -239,8 +245,18 @@ impl Query {
 
     /// Every row, as `T`.
     pub async fn fetch_all<'c, T: Row>(self, on: impl Into<On<'c>>) -> Result<Vec<T>, sqlx::Error> {
-        let lite = || Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(self.sql.sqlite, self.sqlite_args()?));
-        let pg = || Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(self.sql.postgres, self.pg_args()?));
+        let lite = || {
+            Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(
+                self.sql.sqlite,
+                self.sqlite_args()?,
+            ))
+        };
+        let pg = || {
+            Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(
+                self.sql.postgres,
+                self.pg_args()?,
+            ))
+        };
         match on.into() {
             On::Db(Db::Sqlite(p)) => lite()?.fetch_all(p).await,
             On::Tx(Tx::Sqlite(t)) => lite()?.fetch_all(&mut **t).await,
@@ -254,8 +270,18 @@ impl Query {
         self,
         on: impl Into<On<'c>>,
     ) -> Result<Option<T>, sqlx::Error> {
-        let lite = || Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(self.sql.sqlite, self.sqlite_args()?));
-        let pg = || Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(self.sql.postgres, self.pg_args()?));
+        let lite = || {
+            Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(
+                self.sql.sqlite,
+                self.sqlite_args()?,
+            ))
+        };
+        let pg = || {
+            Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(
+                self.sql.postgres,
+                self.pg_args()?,
+            ))
+        };
         match on.into() {
             On::Db(Db::Sqlite(p)) => lite()?.fetch_optional(p).await,
             On::Tx(Tx::Sqlite(t)) => lite()?.fetch_optional(&mut **t).await,
@@ -272,9 +298,22 @@ impl Query {
     }
 
     /// The first column of every row.
-    pub async fn scalars<'c, T: Scalar>(self, on: impl Into<On<'c>>) -> Result<Vec<T>, sqlx::Error> {
-        let lite = || Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(self.sql.sqlite, self.sqlite_args()?));
-        let pg = || Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(self.sql.postgres, self.pg_args()?));
+    pub async fn scalars<'c, T: Scalar>(
+        self,
+        on: impl Into<On<'c>>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let lite = || {
+            Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(
+                self.sql.sqlite,
+                self.sqlite_args()?,
+            ))
+        };
+        let pg = || {
+            Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(
+                self.sql.postgres,
+                self.pg_args()?,
+            ))
+        };
         match on.into() {
             On::Db(Db::Sqlite(p)) => lite()?.fetch_all(p).await,
             On::Tx(Tx::Sqlite(t)) => lite()?.fetch_all(&mut **t).await,
@@ -288,8 +327,18 @@ impl Query {
         self,
         on: impl Into<On<'c>>,
     ) -> Result<Option<T>, sqlx::Error> {
-        let lite = || Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(self.sql.sqlite, self.sqlite_args()?));
-        let pg = || Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(self.sql.postgres, self.pg_args()?));
+        let lite = || {
+            Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(
+                self.sql.sqlite,
+                self.sqlite_args()?,
+            ))
+        };
+        let pg = || {
+            Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(
+                self.sql.postgres,
+                self.pg_args()?,
+            ))
+        };
         match on.into() {
             On::Db(Db::Sqlite(p)) => lite()?.fetch_optional(p).await,
             On::Tx(Tx::Sqlite(t)) => lite()?.fetch_optional(&mut **t).await,

@@ -252,9 +252,9 @@ async fn verify_command_checks_a_real_delivery() {
             .output()
             .unwrap()
     };
-    let ok = verify(&m.secret);
+    let ok = verify(m.secret.expose());
     assert!(ok.status.success(), "{}", stderr(&ok));
-    let wrong = verify(&payhook::ids::new_secret());
+    let wrong = verify(payhook::ids::new_secret().expose());
     assert_eq!(wrong.status.code(), Some(1));
     assert!(stderr(&wrong).contains("signature invalid"));
 }

@@ -77,27 +77,25 @@ async fn kill_9_mid_run_loses_no_event_and_confirms_nothing_twice() {
     child.wait().unwrap();
 
     // Exactly one detected and one confirmed event per payment.
-    let per_payment: Vec<(String, i64, i64)> =
-        payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-            "SELECT p.id, \
+    let per_payment: Vec<(String, i64, i64)> = payhook::store::query(payhook::store::Sql::both(
+        "SELECT p.id, \
          COUNT(CASE WHEN e.type = 'payment.detected' THEN 1 END), \
          COUNT(CASE WHEN e.type = 'payment.confirmed' THEN 1 END) \
          FROM payments p JOIN events e ON e.payment_id = p.id GROUP BY p.id",
-        )
-        .fetch_all(db)
-        .await)
-        .unwrap();
+    ))
+    .fetch_all(env.store.db())
+    .await
+    .unwrap();
     assert_eq!(per_payment.len(), total);
     for (id, detected, confirmed) in &per_payment {
         assert_eq!((*detected, *confirmed), (1, 1), "payment {id}");
     }
     // Every event reached the receiver (at least once, same webhook-id).
-    let events: Vec<(String,)> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-        "SELECT id FROM events"
-    )
-    .fetch_all(db)
-    .await)
-    .unwrap();
+    let events: Vec<(String,)> =
+        payhook::store::query(payhook::store::Sql::both("SELECT id FROM events"))
+            .fetch_all(env.store.db())
+            .await
+            .unwrap();
     let received: HashSet<String> = rx
         .hits("/crash")
         .iter()

@@ -26,7 +26,7 @@ async fn env_with_node(url: &str) -> Env {
             "dev".into(),
             ChainConfig {
                 confirmations: DEPTH,
-                rpc_url: Some(url),
+                rpc_url: Some(payhook::ids::Secret::new(url)),
             },
         );
     })
@@ -38,7 +38,7 @@ async fn env_with_node(url: &str) -> Env {
 #[allow(clippy::too_many_arguments)]
 async fn detected(
     env: &Env,
-    merchant_id: &str,
+    merchant_id: &payhook::ids::MerchantId,
     reference: &str,
     token: Option<&str>,
     address: &str,
@@ -46,12 +46,12 @@ async fn detected(
     tx_hash: &str,
     amount: &str,
     block: i64,
-) -> String {
+) -> payhook::ids::PaymentId {
     let p = payments::create(
         &env.store,
         &env.cfg,
         NewPayment {
-            merchant_id: merchant_id.into(),
+            merchant_id: merchant_id.clone(),
             reference: reference.into(),
             chain: "dev".into(),
             token: token.map(String::from),
@@ -77,19 +77,19 @@ async fn detected(
     p.id
 }
 
-async fn payment(env: &Env, id: &str) -> store::payments::Payment {
+async fn payment(env: &Env, id: &payhook::ids::PaymentId) -> store::payments::Payment {
     store::payments::get(&env.store, id).await.unwrap()
 }
 
 /// Bodies of the events of one type for a payment, oldest first.
-async fn events_of(env: &Env, payment_id: &str, kind: &str) -> Vec<Value> {
-    let rows: Vec<String> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_scalar(
+async fn events_of(env: &Env, payment_id: &payhook::ids::PaymentId, kind: &str) -> Vec<Value> {
+    let rows: Vec<String> = payhook::store::query(payhook::store::Sql::both(
         "SELECT payload FROM events WHERE payment_id = $1 AND type = $2 ORDER BY id",
-    )
+    ))
     .bind(payment_id)
     .bind(kind)
-    .fetch_all(db)
-    .await)
+    .scalars(env.store.db())
+    .await
     .unwrap();
     rows.iter()
         .map(|r| serde_json::from_str(r).unwrap())
@@ -121,7 +121,7 @@ async fn confirms_at_exactly_the_configured_depth_counted_on_the_node() {
         let r = scan_once(&env.store, &env.cfg).await.unwrap();
         assert_eq!(r.total(), 0, "{r:?}");
         assert!(r.node_errors.is_empty(), "{r:?}");
-        assert_eq!(payment(&env, &id).await.status, "detected");
+        assert_eq!(payment(&env, &id).await.status.as_str(), "detected");
         node.mine(1).await;
     }
     // head = block + DEPTH - 1: exactly DEPTH confirmations.
@@ -129,7 +129,7 @@ async fn confirms_at_exactly_the_configured_depth_counted_on_the_node() {
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!(r.confirmed, 1, "{r:?}");
     let p = payment(&env, &id).await;
-    assert_eq!(p.status, "confirmed");
+    assert_eq!(p.status.as_str(), "confirmed");
     assert_eq!(
         p.received_amount.as_deref(),
         Some("1.00"),
@@ -271,7 +271,7 @@ async fn a_reorg_reopens_the_payment_and_the_merchant_is_told() {
     })
     .await;
     let p = payment(&env, &id).await;
-    assert_eq!(p.status, "pending");
+    assert_eq!(p.status.as_str(), "pending");
     assert_eq!(
         (p.tx_hash, p.block_number, p.detected_at),
         (None, None, None)
@@ -354,8 +354,8 @@ async fn failed_misdirected_and_short_transactions_are_caught() {
 
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!((r.confirmed, r.underpaid, r.reorged), (0, 1, 2), "{r:?}");
-    assert_eq!(payment(&env, &failed_id).await.status, "pending");
-    assert_eq!(payment(&env, &wrong_id).await.status, "pending");
+    assert_eq!(payment(&env, &failed_id).await.status.as_str(), "pending");
+    assert_eq!(payment(&env, &wrong_id).await.status.as_str(), "pending");
     let reasons = [
         &events_of(&env, &failed_id, "payment.reorged").await[0]["data"]["reason"],
         &events_of(&env, &wrong_id, "payment.reorged").await[0]["data"]["reason"],
@@ -366,7 +366,7 @@ async fn failed_misdirected_and_short_transactions_are_caught() {
     );
 
     let p = payment(&env, &short_id).await;
-    assert_eq!(p.status, "underpaid");
+    assert_eq!(p.status.as_str(), "underpaid");
     assert_eq!(p.received_amount.as_deref(), Some("0.5"));
     assert_eq!(p.reported_amount.as_deref(), Some("1"));
     let ev = &events_of(&env, &short_id, "payment.underpaid").await[0];
@@ -439,8 +439,12 @@ async fn a_misbehaving_node_confirms_nothing_and_holds_up_nothing_else() {
             .await;
         let r = scan_once(&env.store, &env.cfg).await.unwrap();
         assert_eq!(r.confirmed, 1, "case {i} ({kind}): {r:?}");
-        assert_eq!(payment(&env, &fine).await.status, "confirmed");
-        assert_eq!(payment(&env, &stuck).await.status, "detected", "case {i}");
+        assert_eq!(payment(&env, &fine).await.status.as_str(), "confirmed");
+        assert_eq!(
+            payment(&env, &stuck).await.status.as_str(),
+            "detected",
+            "case {i}"
+        );
         assert_eq!(r.node_errors.len(), 1, "case {i}: {r:?}");
         assert_eq!(r.node_errors[0].chain, "dev");
         assert_eq!(r.node_errors[0].kind, *kind, "case {i}: {r:?}");
@@ -470,7 +474,7 @@ async fn a_head_going_backwards_confirms_nothing_until_it_catches_up() {
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!(r.total(), 0, "{r:?}");
     assert_eq!(r.node_errors[0].kind, "head_backwards");
-    assert_eq!(payment(&env, &id).await.status, "detected");
+    assert_eq!(payment(&env, &id).await.status.as_str(), "detected");
     node.mine(10).await;
     let r = scan_once(&env.store, &env.cfg).await.unwrap();
     assert_eq!(r.confirmed, 1, "{r:?}");
@@ -643,8 +647,8 @@ async fn the_node_stopped_and_restarted_mid_run_is_survived() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(payment(&env, &id).await.status, "detected");
-    assert_eq!(payment(&env, &other).await.status, "confirmed");
+    assert_eq!(payment(&env, &id).await.status.as_str(), "detected");
+    assert_eq!(payment(&env, &other).await.status.as_str(), "confirmed");
     node.restart().await;
     node.mine(DEPTH).await;
     wait_for(

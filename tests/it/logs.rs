@@ -83,11 +83,11 @@ async fn run_at_trace(format: LogFormat) {
         output.contains("delivered") && output.contains(&hits[0].header("webhook-id")),
         "attempt logs are present"
     );
-    let secret_b64 = m.secret.trim_start_matches("whsec_");
+    let secret_b64 = m.secret.expose().trim_start_matches("whsec_");
     let mut forbidden = vec![
-        m.secret.clone(),
+        m.secret.expose().to_string(),
         secret_b64.to_string(),
-        hex.secret.clone(),
+        hex.secret.expose().to_string(),
         "apikey-VALUE-4f9c2e".to_string(),
     ];
     for h in &hits {

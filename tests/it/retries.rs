@@ -42,7 +42,9 @@ async fn retries_back_off_then_dead_letter_then_resubmit_once() {
         d2 >= Duration::from_millis(1950) && d2 < Duration::from_millis(6500),
         "second delay {d2:?}"
     );
-    assert!(hits.iter().all(|h| h.header("webhook-id") == event_id));
+    assert!(hits
+        .iter()
+        .all(|h| h.header("webhook-id") == event_id.as_str()));
 
     let d = deliveries::get(&env.store, &delivery_id).await.unwrap();
     assert_eq!(
@@ -58,7 +60,7 @@ async fn retries_back_off_then_dead_letter_then_resubmit_once() {
     );
     assert!(attempts
         .iter()
-        .all(|a| a.status_code == Some(500) && a.error_kind.as_deref() == Some("status")));
+        .all(|a| a.status_code == Some(500) && a.error_kind.map(|k| k.as_str()) == Some("status")));
     assert_eq!(attempts[0].response_body.as_deref(), Some("ok"));
 
     let rows = dead_letters::list(
@@ -85,23 +87,20 @@ async fn retries_back_off_then_dead_letter_then_resubmit_once() {
         "the resubmitted delivery",
         || async {
             let d = deliveries::get(&env.store, &new_delivery).await.unwrap();
-            (d.status == "succeeded").then_some(())
+            (d.status.as_str() == "succeeded").then_some(())
         },
     )
     .await;
     pipeline.stop().await.unwrap();
     let hits = rx.hits("/down");
     assert_eq!(hits.len(), 4);
-    assert_eq!(hits[3].header("webhook-id"), event_id);
+    assert_eq!(hits[3].header("webhook-id"), event_id.as_str());
     assert_eq!(hits[3].body, hits[0].body, "the same body is sent again");
 
     let again = dlq::resubmit(&env.store, &row.id).await.unwrap_err();
     assert_eq!(again.kind, ErrorKind::Conflict, "{}", again.message);
     let row = dead_letters::get(&env.store, &row.id).await.unwrap();
-    assert_eq!(
-        row.resubmitted_delivery_id.as_deref(),
-        Some(new_delivery.as_str())
-    );
+    assert_eq!(row.resubmitted_delivery_id.as_ref(), Some(&new_delivery));
 }
 
 #[tokio::test]
@@ -121,11 +120,11 @@ async fn connection_refused_is_retried_and_recorded() {
     })
     .await;
     pipeline.stop().await.unwrap();
-    let kinds: Vec<(String,)> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-        "SELECT error_kind FROM delivery_attempts ORDER BY attempt"
-    )
-    .fetch_all(db)
-    .await)
+    let kinds: Vec<(String,)> = payhook::store::query(payhook::store::Sql::both(
+        "SELECT error_kind FROM delivery_attempts ORDER BY attempt",
+    ))
+    .fetch_all(env.store.db())
+    .await
     .unwrap();
     assert_eq!(kinds, [("connect".to_string(),), ("connect".to_string(),)]);
 }
@@ -157,7 +156,7 @@ async fn bulk_resubmit_by_filter_skips_rows_already_resubmitted() {
     dlq::resubmit(&env.store, &rows[0].id).await.unwrap();
     let filter = dead_letters::Filter {
         merchant_id: Some(m.merchant.id.clone()),
-        reason: Some("exhausted".into()),
+        reason: Some(payhook::domain::DeadReason::Exhausted),
         ..Default::default()
     };
     assert_eq!(

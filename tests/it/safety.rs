@@ -11,28 +11,28 @@ use payhook::ops::merchants::{self, NewMerchant};
 use payhook::store::{deliveries, merchants as merchant_rows};
 
 use crate::support::{black_hole, raw_server, wait_for, Env, Receiver, Reply};
-use payhook::delivery::queue::{self, DeliveryJob, Lane};
+use payhook::domain::Lane;
+use payhook::ids::DeliveryId;
+use payhook::store::jobs::{self, DeliveryJob, NewJob};
 
 async fn attempts_of(
     env: &Env,
-    delivery_id: &str,
+    delivery_id: &DeliveryId,
 ) -> Vec<(i64, Option<i64>, Option<String>, Option<String>)> {
-    payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-        "SELECT attempt, status_code, error_kind, response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
-    )
+    payhook::store::query(payhook::store::Sql::both("SELECT attempt, status_code, error_kind, response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt"))
     .bind(delivery_id)
-    .fetch_all(db)
-    .await)
+    .fetch_all(env.store.db())
+    .await
     .unwrap()
 }
 
-async fn settled(env: &Env, delivery_id: &str) -> deliveries::Delivery {
+async fn settled(env: &Env, delivery_id: &DeliveryId) -> deliveries::Delivery {
     wait_for(
         Duration::from_secs(30),
         "the delivery to settle",
         || async {
             let d = deliveries::get(&env.store, delivery_id).await.unwrap();
-            (d.status != "pending").then_some(d)
+            (d.status.as_str() != "pending").then_some(d)
         },
     )
     .await
@@ -78,17 +78,16 @@ async fn names_resolving_to_private_addresses_are_refused_at_creation_and_at_sen
     let pipeline = env.start();
     let d = settled(&env, &d.unwrap()).await;
     pipeline.stop().await.unwrap();
-    assert_eq!(d.status, "dead");
+    assert_eq!(d.status.as_str(), "dead");
     assert!(
         rx.all_hits().is_empty(),
         "nothing may reach a private address"
     );
-    let (reason,): (String,) = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-        "SELECT reason FROM dead_letters"
-    )
-    .fetch_one(db)
-    .await)
-    .unwrap();
+    let (reason,): (String,) =
+        payhook::store::query(payhook::store::Sql::both("SELECT reason FROM dead_letters"))
+            .fetch_one(env.store.db())
+            .await
+            .unwrap();
     assert_eq!(reason, "rejected_target");
     let a = attempts_of(&env, &d.id).await;
     assert_eq!(a[0].2.as_deref(), Some("rejected_target"));
@@ -157,17 +156,16 @@ async fn gone_kills_the_delivery_disables_the_endpoint_and_enable_resumes_waitin
     let pipeline = env.start();
     let d = settled(&env, &first.unwrap()).await;
     assert_eq!((d.status.as_str(), d.attempts), ("dead", 1));
-    let (reason,): (String,) = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-        "SELECT reason FROM dead_letters"
-    )
-    .fetch_one(db)
-    .await)
-    .unwrap();
+    let (reason,): (String,) =
+        payhook::store::query(payhook::store::Sql::both("SELECT reason FROM dead_letters"))
+            .fetch_one(env.store.db())
+            .await
+            .unwrap();
     assert_eq!(reason, "gone");
     let row = merchant_rows::get(&env.store, &m.merchant.id)
         .await
         .unwrap();
-    assert_eq!(row.status, "disabled");
+    assert_eq!(row.status.as_str(), "disabled");
     assert!(row.disabled_reason.unwrap_or_default().contains("410"));
 
     // A new event waits, unattempted, while the endpoint is disabled...
@@ -183,7 +181,7 @@ async fn gone_kills_the_delivery_disables_the_endpoint_and_enable_resumes_waitin
     merchants::enable(&env.store, &m.merchant.id).await.unwrap();
     let d = settled(&env, &second).await;
     pipeline.stop().await.unwrap();
-    assert_eq!(d.status, "succeeded");
+    assert_eq!(d.status.as_str(), "succeeded");
 }
 
 #[tokio::test]
@@ -260,15 +258,14 @@ async fn endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_dead
     let pipeline = env.start();
     for id in &ids {
         let d = settled(&env, id).await;
-        assert_eq!(d.status, "dead");
+        assert_eq!(d.status.as_str(), "dead");
     }
     pipeline.stop().await.unwrap();
-    let reasons: Vec<(String,)> = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_as(
-        "SELECT reason FROM dead_letters"
-    )
-    .fetch_all(db)
-    .await)
-    .unwrap();
+    let reasons: Vec<(String,)> =
+        payhook::store::query(payhook::store::Sql::both("SELECT reason FROM dead_letters"))
+            .fetch_all(env.store.db())
+            .await
+            .unwrap();
     assert_eq!(reasons.len(), 3);
     assert!(
         reasons.iter().all(|(r,)| r == "endpoint_disabled"),
@@ -277,9 +274,9 @@ async fn endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_dead
     let row = merchant_rows::get(&env.store, &m.merchant.id)
         .await
         .unwrap();
-    assert_eq!(row.status, "disabled");
+    assert_eq!(row.status.as_str(), "disabled");
     for lane in [Lane::First, Lane::Retry] {
-        assert_eq!(queue::count(&env.store, lane).await.unwrap(), 0);
+        assert_eq!(jobs::count(env.store.db(), lane).await.unwrap(), 0);
     }
 }
 
@@ -353,22 +350,20 @@ async fn first_attempts_are_not_starved_by_a_retry_backlog() {
         ids.push(d.unwrap());
     }
     // Their first attempts happened: second attempts are due on the retry lane.
-    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    queue::cancel_for_deliveries(&mut tx, &id_refs)
-        .await
-        .unwrap();
+    jobs::cancel_for_deliveries(&mut tx, &ids).await.unwrap();
     let now = payhook::time::now_ms();
-    let retries: Vec<(DeliveryJob, i64, Lane)> = ids
+    let retries: Vec<NewJob> = ids
         .iter()
-        .map(|id| {
-            let job = DeliveryJob {
+        .map(|id| NewJob {
+            job: DeliveryJob {
                 delivery_id: id.clone(),
                 attempt: 2,
-            };
-            (job, now, Lane::Retry)
+            },
+            run_at_ms: now,
+            lane: Lane::Retry,
         })
         .collect();
-    queue::push_many(&mut tx, &retries).await.unwrap();
+    jobs::push_many(&mut tx, &retries).await.unwrap();
     tx.commit().await.unwrap();
     env.exec("UPDATE deliveries SET attempts = 1").await;
     let pipeline = env.start();
@@ -426,14 +421,14 @@ async fn during_rotation_both_secrets_verify_with_the_official_library() {
         .collect();
     assert_eq!(sigs.len(), 2, "two signatures during the overlap");
     for secret in [&old, &rotated.secret] {
-        standardwebhooks::Webhook::new(secret)
+        standardwebhooks::Webhook::new(secret.expose())
             .unwrap()
             .verify(&hit.body, &hit.headers)
             .unwrap();
     }
     // New first: a receiver with only the new secret matches the first entry.
     let new_only = payhook::delivery::signer::standard_signature(
-        &payhook::delivery::signer::standard_key(&rotated.secret).unwrap(),
+        &payhook::delivery::signer::standard_key(rotated.secret.expose()).unwrap(),
         &hit.header("webhook-id"),
         hit.header("webhook-timestamp").parse().unwrap(),
         &hit.body,
@@ -458,7 +453,7 @@ async fn during_rotation_both_secrets_verify_with_the_official_library() {
     .await;
     pipeline.stop().await.unwrap();
     assert_eq!(hit.header("webhook-signature").split(' ').count(), 1);
-    assert!(standardwebhooks::Webhook::new(&m2.secret)
+    assert!(standardwebhooks::Webhook::new(m2.secret.expose())
         .unwrap()
         .verify(&hit.body, &hit.headers)
         .is_err());
@@ -520,7 +515,7 @@ async fn failure_modes_are_classified_and_recorded() {
     let pipeline = env.start();
     for ((url, status, kind), id) in cases.iter().zip(&ids) {
         let d = settled(&env, id).await;
-        assert_eq!(d.status, *status, "{url}");
+        assert_eq!(d.status.as_str(), *status, "{url}");
         let a = attempts_of(&env, id).await;
         assert_eq!(a.len(), 1, "{url}");
         assert_eq!(a[0].2.as_deref(), *kind, "{url}");

@@ -105,7 +105,12 @@ impl Drop for Procs {
     }
 }
 
-async fn detected_payments(env: &Env, merchant_id: &str, n: usize, block: i64) {
+async fn detected_payments(
+    env: &Env,
+    merchant_id: &payhook::ids::MerchantId,
+    n: usize,
+    block: i64,
+) {
     for i in 0..n {
         env.detected_payment(merchant_id, &format!("S{i}"), "1", "1", block)
             .await;
@@ -117,14 +122,12 @@ async fn events_total(env: &Env) -> usize {
 }
 
 async fn confirmed_once_each(env: &Env, payments: usize) {
-    let per_payment: Vec<(String, i64)> = payhook::on_db!(env.store.db(), |db, _pg| {
-        sqlx::query_as(
-            "SELECT p.id, COUNT(e.id) FROM payments p LEFT JOIN events e \
+    let per_payment: Vec<(String, i64)> = payhook::store::query(payhook::store::Sql::both(
+        "SELECT p.id, COUNT(e.id) FROM payments p LEFT JOIN events e \
              ON e.payment_id = p.id AND e.type = 'payment.confirmed' GROUP BY p.id",
-        )
-        .fetch_all(db)
-        .await
-    })
+    ))
+    .fetch_all(env.store.db())
+    .await
     .unwrap();
     assert_eq!(per_payment.len(), payments);
     for (id, confirmed) in per_payment {
@@ -226,7 +229,7 @@ async fn a_rate_limit_holds_across_worker_processes() {
         || {
             let env = &env;
             async move {
-                let n = payhook::delivery::queue::live_processes(&env.store)
+                let n = payhook::store::jobs::live_processes(env.store.queue_db())
                     .await
                     .unwrap();
                 (n == 3).then_some(())
@@ -312,12 +315,11 @@ async fn a_database_outage_is_survived_without_loss_or_double_confirmation() {
         || {
             let (watch, store) = (watch.clone(), &store);
             async move {
-                let events: i64 = payhook::on_db!(store.db(), |db, _pg| {
-                    sqlx::query_scalar("SELECT COUNT(*) FROM events")
-                        .fetch_one(db)
+                let events: i64 =
+                    payhook::store::query(payhook::store::Sql::both("SELECT COUNT(*) FROM events"))
+                        .scalar(store.db())
                         .await
-                })
-                .unwrap_or(0);
+                        .unwrap_or(0);
                 (events as usize == total && watch.delivered() == total).then_some(())
             }
         },

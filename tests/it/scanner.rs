@@ -7,8 +7,12 @@ use payhook::store;
 
 use crate::support::Env;
 
-async fn status(env: &Env, id: &str) -> String {
-    store::payments::get(&env.store, id).await.unwrap().status
+async fn status(env: &Env, id: &payhook::ids::PaymentId) -> &'static str {
+    store::payments::get(&env.store, id)
+        .await
+        .unwrap()
+        .status
+        .as_str()
 }
 
 #[tokio::test]
@@ -37,7 +41,7 @@ async fn confirms_exactly_at_the_configured_depth() {
     // Every event has its delivery and its queued job.
     assert_eq!(env.count("SELECT COUNT(*) FROM deliveries").await, 2);
     assert_eq!(
-        payhook::delivery::queue::count(&env.store, payhook::delivery::queue::Lane::First)
+        payhook::store::jobs::count(env.store.db(), payhook::domain::Lane::First)
             .await
             .unwrap(),
         2
@@ -83,11 +87,11 @@ async fn classifies_by_exact_decimal_comparison_at_the_last_digit() {
     assert_eq!(status(&env, &exact).await, "confirmed");
     assert_eq!(status(&env, &under).await, "underpaid");
     assert_eq!(status(&env, &over).await, "overpaid");
-    let body: String = payhook::on_db!(env.store.db(), |db, _pg| sqlx::query_scalar(
-        "SELECT payload FROM events WHERE type = 'payment.underpaid'"
-    )
-    .fetch_one(db)
-    .await)
+    let body: String = payhook::store::query(payhook::store::Sql::both(
+        "SELECT payload FROM events WHERE type = 'payment.underpaid'",
+    ))
+    .scalar(env.store.db())
+    .await
     .unwrap();
     // Amounts travel as the exact strings given.
     assert!(body.contains(r#""expected_amount":"123456789012.000000000000000001","received_amount":"123456789012.000000000000000000""#), "{body}");

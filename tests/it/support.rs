@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use payhook::config::{ChainConfig, Config, HumanDuration};
+use payhook::ids::{MerchantId, PaymentId, Secret};
 use payhook::ops::merchants::{self, NewMerchant, WithSecret};
 use payhook::ops::payments::{self, Detection, NewPayment};
 use payhook::pipeline::{Parts, Pipeline};
@@ -186,7 +187,7 @@ pub fn test_config(db: &std::path::Path) -> Config {
             rpc_url: None,
         },
     );
-    cfg.admin.token = Some("test-admin-token-0123456789".into());
+    cfg.admin.token = Some(Secret::new("test-admin-token-0123456789"));
     cfg
 }
 
@@ -247,17 +248,17 @@ impl Env {
     /// A payment detected at `block` with `received` of `expected`.
     pub async fn detected_payment(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         reference: &str,
         expected: &str,
         received: &str,
         block: i64,
-    ) -> String {
+    ) -> PaymentId {
         let p = payments::create(
             &self.store,
             &self.cfg,
             NewPayment {
-                merchant_id: merchant_id.into(),
+                merchant_id: merchant_id.clone(),
                 reference: reference.into(),
                 chain: "ethereum".into(),
                 token: Some("USDT".into()),
@@ -284,28 +285,28 @@ impl Env {
     }
 
     pub async fn delivery_statuses(&self) -> Vec<(String, String, i64)> {
-        payhook::on_db!(self.store.db(), |db, _pg| sqlx::query_as(
-            "SELECT id, status, attempts FROM deliveries ORDER BY id"
-        )
-        .fetch_all(db)
-        .await)
+        payhook::store::query(payhook::store::Sql::both(
+            "SELECT id, status, attempts FROM deliveries ORDER BY id",
+        ))
+        .fetch_all(self.store.db())
+        .await
         .unwrap()
     }
 
     /// Runs a statement written for both backends.
     pub async fn exec(&self, sql: &'static str) {
-        payhook::on_db!(self.store.db(), |db, _pg| sqlx::query(sql)
-            .execute(db)
+        payhook::store::query(payhook::store::Sql::both(sql))
+            .execute(self.store.db())
             .await
-            .map(|_| ()))
-        .unwrap()
+            .map(|_| ())
+            .unwrap()
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        payhook::on_db!(self.store.db(), |db, _pg| sqlx::query_scalar(sql)
-            .fetch_one(db)
-            .await)
-        .unwrap()
+        payhook::store::query(payhook::store::Sql::both(sql))
+            .scalar(self.store.db())
+            .await
+            .unwrap()
     }
 }
 
@@ -347,7 +348,7 @@ fn toml_of(cfg: &Config) -> String {
     for (name, c) in &cfg.chains {
         s += &format!("[chains.{name}]\nconfirmations = {}\n", c.confirmations);
         if let Some(url) = &c.rpc_url {
-            s += &format!("rpc_url = {url:?}\n");
+            s += &format!("rpc_url = {:?}\n", url.expose());
         }
     }
     let d = &cfg.delivery;
@@ -370,7 +371,11 @@ fn toml_of(cfg: &Config) -> String {
     );
     s += &format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {:?}\n",
-        cfg.admin.token.clone().unwrap_or_default()
+        cfg.admin
+            .token
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default()
     );
     s
 }
