@@ -327,7 +327,7 @@ async fn run(n: usize) {
     ceiling(&url, 500, concurrency).await;
     let raw = ceiling(&url, n, concurrency).await;
 
-    let store = payhook::cli::open(&cfg).await.unwrap();
+    let store = payhook::store::Store::open(&cfg).await.unwrap();
     let m = merchants::create(
         &store,
         &cfg,

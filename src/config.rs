@@ -221,36 +221,64 @@ impl Config {
         positive("scanner.batch_size", self.scanner.batch_size as u64)?;
         nonzero_duration("scanner.interval", self.scanner.interval)?;
         for (name, chain) in &self.chains {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-            {
-                return Err(bad(
-                    &format!("chains.{name}"),
-                    "a lowercase chain name of a-z, 0-9, - and _",
-                    name,
-                ));
-            }
-            positive(
-                &format!("chains.{name}.confirmations"),
-                chain.confirmations as u64,
-            )?;
-            if let Some(rpc) = &chain.rpc_url {
-                let rpc = rpc.expose();
-                match url::Url::parse(rpc) {
-                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                    _ => {
-                        return Err(bad(
-                            &format!("chains.{name}.rpc_url"),
-                            "an http:// or https:// URL",
-                            &redact_url(rpc),
-                        ))
-                    }
-                }
-            }
+            chain.validate(name)?;
         }
-        let d = &self.delivery;
+        self.delivery.validate()?;
+        self.retry.validate()?;
+        positive(
+            "circuit.failure_threshold",
+            self.circuit.failure_threshold as u64,
+        )?;
+        self.admin.validate()
+    }
+
+    /// `admin.token` is required by the processes that serve the admin API.
+    pub fn require_admin_token(&self) -> Result<&str, AppError> {
+        self.admin.token.as_ref().map(Secret::expose).ok_or_else(|| {
+            AppError::config(
+                "admin.token: required (a random string of at least 16 characters; `payhook init` writes one)"
+                    .to_string(),
+            )
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres")
+    }
+}
+
+impl ChainConfig {
+    fn validate(&self, name: &str) -> Result<(), AppError> {
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if name.is_empty() || !name.chars().all(valid_char) {
+            return Err(bad(
+                &format!("chains.{name}"),
+                "a lowercase chain name of a-z, 0-9, - and _",
+                name,
+            ));
+        }
+        positive(
+            &format!("chains.{name}.confirmations"),
+            self.confirmations as u64,
+        )?;
+        let Some(rpc) = &self.rpc_url else {
+            return Ok(());
+        };
+        match url::Url::parse(rpc.expose()) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+            _ => Err(bad(
+                &format!("chains.{name}.rpc_url"),
+                "an http:// or https:// URL",
+                &redact_url(rpc.expose()),
+            )),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    fn validate(&self) -> Result<(), AppError> {
+        let d = self;
         positive("delivery.concurrency", d.concurrency as u64)?;
         nonzero_duration("delivery.timeout", d.timeout)?;
         nonzero_duration("delivery.connect_timeout", d.connect_timeout)?;
@@ -259,8 +287,13 @@ impl Config {
         positive(
             "delivery.max_in_flight_per_endpoint",
             d.max_in_flight_per_endpoint as u64,
-        )?;
-        let r = &self.retry;
+        )
+    }
+}
+
+impl RetryConfig {
+    fn validate(&self) -> Result<(), AppError> {
+        let r = self;
         positive("retry.max_attempts", r.max_attempts as u64)?;
         nonzero_duration("retry.base", r.base)?;
         nonzero_duration("retry.cap", r.cap)?;
@@ -278,18 +311,20 @@ impl Config {
                 &r.jitter.to_string(),
             ));
         }
-        positive(
-            "circuit.failure_threshold",
-            self.circuit.failure_threshold as u64,
-        )?;
-        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+        Ok(())
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> Result<(), AppError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad(
                 "admin.listen",
                 "an address and port such as \"127.0.0.1:8080\"",
-                &self.admin.listen,
+                &self.listen,
             ));
         }
-        if let Some(t) = &self.admin.token {
+        if let Some(t) = &self.token {
             if t.expose().len() < 16 {
                 return Err(AppError::config(
                     "admin.token: expected at least 16 characters (run `payhook init` to generate one)".to_string(),
@@ -297,20 +332,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// `admin.token` is required by the processes that serve the admin API.
-    pub fn require_admin_token(&self) -> Result<&str, AppError> {
-        self.admin.token.as_ref().map(Secret::expose).ok_or_else(|| {
-            AppError::config(
-                "admin.token: required (a random string of at least 16 characters; `payhook init` writes one)"
-                    .to_string(),
-            )
-        })
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.database.url.starts_with("postgres")
     }
 }
 

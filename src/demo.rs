@@ -100,7 +100,7 @@ pub async fn run(mut cfg: Config) -> AppResult<()> {
         "payhook demo — database {}",
         crate::urls::redact_url(&cfg.database.url)
     );
-    let store = crate::cli::open(&cfg).await?;
+    let store = Store::open(&cfg).await?;
     let inbox: Shared = Arc::new(Mutex::new(Inbox {
         broken: true,
         ..Default::default()

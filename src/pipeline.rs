@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::delivery::sender::Sender;
-use crate::delivery::workers::{self, WorkerSettings};
+use crate::delivery::settings::WorkerSettings;
+use crate::delivery::workers;
 use crate::error::{AppError, AppResult};
 use crate::scanner;
 use crate::store::Store;
@@ -36,8 +37,8 @@ impl Pipeline {
             ))
         });
         let sender = if parts.sender {
-            let sender = Arc::new(Sender::new(store.clone(), cfg)?);
             let settings = WorkerSettings::from_config(cfg);
+            let sender = Arc::new(Sender::new(store.clone(), cfg, &settings)?);
             Some(tokio::spawn(workers::run_workers(
                 store.clone(),
                 sender,

@@ -2,7 +2,7 @@
 -- applied after apalis' own migrations. Before this file they were made by
 -- `payhook migrate` by hand; every statement here is idempotent, so a
 -- database set up that way upgrades cleanly. Why each exists:
--- docs/decisions.md, "Postgres queue".
+-- docs/decisions.md, "Postgres".
 
 -- Jobs carry their delivery's id, endpoint and merchant in `metadata` (an
 -- hstore): parking an endpoint, cancelling deliveries or waking a merchant's

@@ -1,6 +1,7 @@
 //! `GET /openapi.json`: the API describes itself. The route table here is
 //! the one list of routes the document, the README and the tests use.
 
+use crate::domain::{DeadReason, SignatureScheme};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
@@ -159,7 +160,7 @@ fn schemas() -> Value {
     json!({
         "NewMerchant": s(json!({
             "name": string, "webhook_url": string,
-            "signature_scheme": {"type": "string", "enum": ["standard", "hex"]},
+            "signature_scheme": {"type": "string", "enum": SignatureScheme::ALL},
             "signature_header": string, "signature_prefix": string,
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "event_types": {"type": "array", "items": string},
@@ -185,7 +186,7 @@ fn schemas() -> Value {
         "Head": s(json!({"height": {"type": "integer", "minimum": 0}}), &["height"]),
         "DlqFilter": s(json!({
             "merchant_id": string,
-            "reason": {"type": "string", "enum": ["exhausted", "gone", "endpoint_disabled", "rejected_target"]},
+            "reason": {"type": "string", "enum": DeadReason::ALL},
             "since": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}
         }), &[]),
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {

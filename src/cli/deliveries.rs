@@ -6,7 +6,7 @@ use super::output;
 use crate::domain::DeliveryStatus;
 use crate::error::AppResult;
 use crate::ids::{DeliveryId, EventId, MerchantId};
-use crate::store::deliveries::DeliveryWithAttempts;
+use crate::store::deliveries::{Delivery, DeliveryWithAttempts};
 use crate::store::{self, Page, Store};
 use crate::time::rfc3339;
 
@@ -46,72 +46,78 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                 event_id,
             };
             let list = store::deliveries::list(store, &filter, &page).await?;
-            if json {
-                output::json(&list);
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|d| {
-                        vec![
-                            d.id.to_string(),
-                            d.event_id.to_string(),
-                            d.status.to_string(),
-                            d.attempts.to_string(),
-                            output::opt(&d.last_status_code),
-                            output::opt(&d.next_attempt_at.map(rfc3339)),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &[
-                        "id",
-                        "event",
-                        "status",
-                        "attempts",
-                        "last_code",
-                        "next_attempt_at",
-                    ],
-                    &rows,
-                );
-            }
+            print_list(&list, json);
         }
         DeliveriesCmd::Show { id } => {
-            let d = store::deliveries::get(store, &id).await?;
-            let attempts = store::deliveries::attempts(store, &id).await?;
-            if json {
-                output::json(&DeliveryWithAttempts {
-                    delivery: d,
-                    delivery_attempts: attempts,
-                });
-            } else {
-                output::record(&d);
-                println!();
-                let rows: Vec<Vec<String>> = attempts
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.attempt.to_string(),
-                            rfc3339(a.started_at),
-                            format!("{}ms", a.duration_ms),
-                            output::opt(&a.status_code),
-                            output::opt(&a.error_kind),
-                            output::opt(&a.error),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &[
-                        "attempt",
-                        "started_at",
-                        "took",
-                        "code",
-                        "error_kind",
-                        "error",
-                    ],
-                    &rows,
-                );
-            }
+            let delivery = store::deliveries::get(store, &id).await?;
+            let delivery_attempts = store::deliveries::attempts(store, &id).await?;
+            print_one(
+                &DeliveryWithAttempts {
+                    delivery,
+                    delivery_attempts,
+                },
+                json,
+            );
         }
     }
     Ok(())
+}
+
+fn print_list(list: &[Delivery], json: bool) {
+    if json {
+        return output::json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.to_string(),
+                d.event_id.to_string(),
+                d.status.to_string(),
+                d.attempts.to_string(),
+                output::opt(&d.last_status_code),
+                output::opt(&d.next_attempt_at.map(rfc3339)),
+            ]
+        })
+        .collect();
+    let head = [
+        "id",
+        "event",
+        "status",
+        "attempts",
+        "last_code",
+        "next_attempt_at",
+    ];
+    output::table(&head, &rows);
+}
+
+fn print_one(d: &DeliveryWithAttempts, json: bool) {
+    if json {
+        return output::json(d);
+    }
+    output::record(&d.delivery);
+    println!();
+    let rows: Vec<Vec<String>> = d
+        .delivery_attempts
+        .iter()
+        .map(|a| {
+            vec![
+                a.attempt.to_string(),
+                rfc3339(a.started_at),
+                format!("{}ms", a.duration_ms),
+                output::opt(&a.status_code),
+                output::opt(&a.error_kind),
+                output::opt(&a.error),
+            ]
+        })
+        .collect();
+    let head = [
+        "attempt",
+        "started_at",
+        "took",
+        "code",
+        "error_kind",
+        "error",
+    ];
+    output::table(&head, &rows);
 }

@@ -103,53 +103,15 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             name,
             webhook_url,
             settings,
-        } => {
-            let input = NewMerchant {
-                name,
-                webhook_url,
-                headers: settings.headers()?,
-                signature_scheme: settings.signature_scheme,
-                signature_header: settings.signature_header,
-                signature_prefix: settings.signature_prefix,
-                event_types: (!settings.event_types.is_empty()).then_some(settings.event_types),
-                rate_limit_per_sec: settings.rate_limit_per_sec,
-            };
-            let created = merchants::create(store, cfg, input).await?;
-            if json {
-                output::json(&created);
-            } else {
-                output::record(&created.merchant);
-                println!("secret            {}", created.secret.expose());
-                println!("\nKeep the secret: it is shown only now (and on rotate-secret).");
-            }
-        }
+        } => add(store, cfg, name, webhook_url, settings, json).await,
         MerchantCmd::List { limit, cursor } => {
             let list = store::merchants::list(store, &Page::new(limit, cursor)?).await?;
-            if json {
-                output::json(&list);
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.id.to_string(),
-                            m.name.clone(),
-                            m.status.to_string(),
-                            m.signature_scheme.to_string(),
-                            m.webhook_url.clone(),
-                        ]
-                    })
-                    .collect();
-                output::table(&["id", "name", "status", "scheme", "webhook_url"], &rows);
-            }
+            print_list(&list, json);
+            Ok(())
         }
         MerchantCmd::Show { id } => {
-            let m = store::merchants::get(store, &id).await?;
-            if json {
-                output::json(&m);
-            } else {
-                output::record(&m);
-            }
+            show(&store::merchants::get(store, &id).await?, json);
+            Ok(())
         }
         MerchantCmd::Update {
             id,
@@ -157,45 +119,11 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             webhook_url,
             settings,
         } => {
-            let patch = merchants::MerchantPatch {
-                name,
-                webhook_url,
-                headers: settings.headers()?,
-                signature_scheme: settings.signature_scheme,
-                signature_header: settings.signature_header.map(Some),
-                signature_prefix: settings.signature_prefix.map(Some),
-                event_types: match settings.event_types.as_slice() {
-                    [] => None,
-                    [all] if all == "all" => Some(None),
-                    list => Some(Some(list.to_vec())),
-                },
-                rate_limit_per_sec: settings.rate_limit_per_sec.map(Some),
-            };
-            let m = merchants::update(store, cfg, &id, patch).await?;
-            if json {
-                output::json(&m);
-            } else {
-                output::record(&m);
-            }
+            let patch = patch(name, webhook_url, settings)?;
+            show(&merchants::update(store, cfg, &id, patch).await?, json);
+            Ok(())
         }
-        MerchantCmd::RotateSecret { id, overlap } => {
-            let overlap = super::duration_arg("--overlap", &overlap)?;
-            let rotated = merchants::rotate_secret(store, &id, overlap).await?;
-            if json {
-                output::json(&rotated);
-            } else {
-                println!("new secret  {}", rotated.secret.expose());
-                println!(
-                    "the previous secret keeps signing until {}",
-                    output::opt(
-                        &rotated
-                            .merchant
-                            .previous_secret_expires_at
-                            .map(crate::time::rfc3339)
-                    )
-                );
-            }
-        }
+        MerchantCmd::RotateSecret { id, overlap } => rotate(store, &id, &overlap, json).await,
         MerchantCmd::Enable { id } => {
             let m = merchants::enable(store, &id).await?;
             if json {
@@ -203,6 +131,7 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
             } else {
                 println!("merchant {} is {}", m.id, m.status);
             }
+            Ok(())
         }
         MerchantCmd::Test { id } => {
             let (event_id, delivery_id) = merchants::send_test(store, &id).await?;
@@ -216,7 +145,104 @@ pub async fn run(store: &Store, cfg: &Config, cmd: MerchantCmd, json: bool) -> A
                     output::opt(&delivery_id)
                 );
             }
+            Ok(())
         }
+    }
+}
+
+async fn add(
+    store: &Store,
+    cfg: &Config,
+    name: String,
+    webhook_url: String,
+    settings: Settings,
+    json: bool,
+) -> AppResult<()> {
+    let input = NewMerchant {
+        name,
+        webhook_url,
+        headers: settings.headers()?,
+        signature_scheme: settings.signature_scheme,
+        signature_header: settings.signature_header,
+        signature_prefix: settings.signature_prefix,
+        event_types: (!settings.event_types.is_empty()).then_some(settings.event_types),
+        rate_limit_per_sec: settings.rate_limit_per_sec,
+    };
+    let created = merchants::create(store, cfg, input).await?;
+    if json {
+        output::json(&created);
+    } else {
+        output::record(&created.merchant);
+        println!("secret            {}", created.secret.expose());
+        println!("\nKeep the secret: it is shown only now (and on rotate-secret).");
+    }
+    Ok(())
+}
+
+fn print_list(list: &[store::merchants::Merchant], json: bool) {
+    if json {
+        return output::json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.name.clone(),
+                m.status.to_string(),
+                m.signature_scheme.to_string(),
+                m.webhook_url.clone(),
+            ]
+        })
+        .collect();
+    output::table(&["id", "name", "status", "scheme", "webhook_url"], &rows);
+}
+
+fn show(m: &store::merchants::Merchant, json: bool) {
+    if json {
+        output::json(m);
+    } else {
+        output::record(m);
+    }
+}
+
+/// Only the flags given change; `--event-type all` subscribes to every type.
+fn patch(
+    name: Option<String>,
+    webhook_url: Option<String>,
+    settings: Settings,
+) -> AppResult<merchants::MerchantPatch> {
+    Ok(merchants::MerchantPatch {
+        name,
+        webhook_url,
+        headers: settings.headers()?,
+        signature_scheme: settings.signature_scheme,
+        signature_header: settings.signature_header.map(Some),
+        signature_prefix: settings.signature_prefix.map(Some),
+        event_types: match settings.event_types.as_slice() {
+            [] => None,
+            [all] if all == "all" => Some(None),
+            list => Some(Some(list.to_vec())),
+        },
+        rate_limit_per_sec: settings.rate_limit_per_sec.map(Some),
+    })
+}
+
+async fn rotate(store: &Store, id: &MerchantId, overlap: &str, json: bool) -> AppResult<()> {
+    let overlap = super::duration_arg("--overlap", overlap)?;
+    let rotated = merchants::rotate_secret(store, id, overlap).await?;
+    if json {
+        output::json(&rotated);
+    } else {
+        println!("new secret  {}", rotated.secret.expose());
+        let until = rotated
+            .merchant
+            .previous_secret_expires_at
+            .map(crate::time::rfc3339);
+        println!(
+            "the previous secret keeps signing until {}",
+            output::opt(&until)
+        );
     }
     Ok(())
 }

@@ -136,14 +136,14 @@ async fn run(cli: Cli) -> AppResult<()> {
         Command::Worker => serve::run(load()?, serve::Role::Worker).await,
         Command::Scanner => serve::run(load()?, serve::Role::Scanner).await,
         Command::Migrate => {
-            let store = open(&load()?).await?;
+            let store = Store::open(&load()?).await?;
             output::done(json, "migrations applied");
             store.close().await;
             Ok(())
         }
         command => {
             let cfg = load()?;
-            let store = open(&cfg).await?;
+            let store = Store::open(&cfg).await?;
             let res = match command {
                 Command::Merchant(c) => merchant::run(&store, &cfg, c, json).await,
                 Command::Payment(c) => payment::run(&store, &cfg, c, json).await,
@@ -170,13 +170,6 @@ fn load(path: &std::path::Path, long_running: bool) -> AppResult<Config> {
     let cfg = Config::load(path, explicit)?;
     crate::logging::init(cfg.log.format, if long_running { "info" } else { "warn" });
     Ok(cfg)
-}
-
-/// Opens the database and applies migrations (idempotent and fast).
-pub async fn open(cfg: &Config) -> AppResult<Store> {
-    let store = Store::connect(cfg).await?;
-    store.migrate().await?;
-    Ok(store)
 }
 
 /// Parses an RFC 3339 time flag to unix ms (clap names the flag in errors).

@@ -93,58 +93,60 @@ pub async fn run(store: &Store, cfg: &Config, cmd: PaymentCmd, json: bool) -> Ap
             amount,
             block_number,
         } => {
-            let p = payments::detect(
-                store,
-                cfg,
-                &id,
-                Detection {
-                    tx_hash,
-                    amount,
-                    block_number,
-                },
-            )
-            .await?;
+            let sighting = Detection {
+                tx_hash,
+                amount,
+                block_number,
+            };
+            let p = payments::detect(store, cfg, &id, sighting).await?;
             if json {
                 output::json(&p);
             } else {
                 println!("payment {} is {}", p.id, p.status);
             }
         }
-        PaymentCmd::Show { id } => {
-            let p = store::payments::get(store, &id).await?;
-            let events = store::events::list_for_payment(store, &id).await?;
-            if json {
-                #[derive(serde::Serialize)]
-                struct Timeline<'a> {
-                    #[serde(flatten)]
-                    payment: &'a store::payments::Payment,
-                    events: Vec<serde_json::Value>,
-                }
-                let events = events
-                    .iter()
-                    .map(|e| serde_json::json!({"id": e.id, "type": e.kind, "created_at": crate::time::rfc3339(e.created_at)}))
-                    .collect();
-                output::json(&Timeline {
-                    payment: &p,
-                    events,
-                });
-            } else {
-                output::record(&p);
-                println!();
-                let rows: Vec<Vec<String>> = events
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.id.to_string(),
-                            e.kind.clone(),
-                            crate::time::rfc3339(e.created_at),
-                        ]
-                    })
-                    .collect();
-                output::table(&["event", "type", "created_at"], &rows);
-            }
-        }
+        PaymentCmd::Show { id } => show(store, &id, json).await?,
     }
+    Ok(())
+}
+
+/// A payment and its event timeline.
+async fn show(store: &Store, id: &PaymentId, json: bool) -> AppResult<()> {
+    let p = store::payments::get(store, id).await?;
+    let events = store::events::list_for_payment(store, id).await?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Timeline<'a> {
+            #[serde(flatten)]
+            payment: &'a store::payments::Payment,
+            events: Vec<serde_json::Value>,
+        }
+        let events = events
+            .iter()
+            .map(|e| {
+                let at = crate::time::rfc3339(e.created_at);
+                serde_json::json!({"id": e.id, "type": e.kind, "created_at": at})
+            })
+            .collect();
+        output::json(&Timeline {
+            payment: &p,
+            events,
+        });
+        return Ok(());
+    }
+    output::record(&p);
+    println!();
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.to_string(),
+                e.kind.clone(),
+                crate::time::rfc3339(e.created_at),
+            ]
+        })
+        .collect();
+    output::table(&["event", "type", "created_at"], &rows);
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
         None
     };
     crate::metrics::install();
-    let store = super::open(&cfg).await?;
+    let store = crate::store::Store::open(&cfg).await?;
     let parts = Parts {
         scanner: role != Role::Worker,
         sender: role != Role::Scanner,

@@ -6,6 +6,7 @@ use std::io::Read;
 use clap::Args;
 
 use crate::delivery::signer::{self, HexFormat, VerifyError};
+use crate::domain::SignatureScheme;
 use crate::error::{AppError, AppResult};
 
 #[derive(Debug, Args)]
@@ -19,7 +20,7 @@ pub struct VerifyArgs {
         alias = "scheme",
         default_value = "standard"
     )]
-    scheme: String,
+    scheme: SignatureScheme,
     /// Received header "Name: value" (repeatable): webhook-id,
     /// webhook-timestamp, webhook-signature, or the hex scheme's header.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
@@ -61,8 +62,28 @@ fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
-    let pairs: Vec<(String, String)> = a
-        .headers
+    let pairs = received_headers(&a)?;
+    let body = read_body(&a)?;
+    let result = check(&a, &pairs, &body)?;
+    match result {
+        Ok(()) => {
+            super::output::done(json, "signature valid");
+            Ok(())
+        }
+        Err(VerifyError::Missing(h)) => Err(AppError::bad_input(format!("missing header {h}"))),
+        Err(VerifyError::BadTimestamp) => {
+            Err(AppError::bad_input(VerifyError::BadTimestamp.to_string()))
+        }
+        Err(e) => Err(AppError::new(
+            crate::error::ErrorKind::Internal,
+            format!("signature invalid: {e}"),
+        )),
+    }
+}
+
+/// The `--header "Name: value"` pairs.
+fn received_headers(a: &VerifyArgs) -> AppResult<Vec<(String, String)>> {
+    a.headers
         .iter()
         .map(|h| {
             h.split_once(':')
@@ -71,8 +92,12 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
                     AppError::bad_input(format!("--header: expected \"Name: value\", got {h:?}"))
                 })
         })
-        .collect::<AppResult<_>>()?;
-    let body: Vec<u8> = match (&a.body, a.body_file.as_deref()) {
+        .collect()
+}
+
+/// The raw body: `--body`, or `--body-file` (`-` for standard input).
+fn read_body(a: &VerifyArgs) -> AppResult<Vec<u8>> {
+    Ok(match (&a.body, a.body_file.as_deref()) {
         (Some(b), _) => b.as_bytes().to_vec(),
         (None, Some("-")) => {
             let mut buf = Vec::new();
@@ -88,18 +113,26 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
                 "give the raw body with --body or --body-file",
             ))
         }
-    };
-    let result = match a.scheme.as_str() {
-        "standard" => {
-            let id = a.id.as_deref().or(header(&pairs, "webhook-id"));
+    })
+}
+
+/// The signature check of the scheme given; an `Err` is bad input.
+fn check(
+    a: &VerifyArgs,
+    pairs: &[(String, String)],
+    body: &[u8],
+) -> AppResult<Result<(), VerifyError>> {
+    Ok(match a.scheme {
+        SignatureScheme::Standard => {
+            let id = a.id.as_deref().or(header(pairs, "webhook-id"));
             let ts = a
                 .timestamp
                 .as_deref()
-                .or(header(&pairs, "webhook-timestamp"));
+                .or(header(pairs, "webhook-timestamp"));
             let sig = a
                 .signature
                 .as_deref()
-                .or(header(&pairs, "webhook-signature"));
+                .or(header(pairs, "webhook-signature"));
             let (Some(id), Some(ts), Some(sig)) = (id, ts, sig) else {
                 return Err(AppError::bad_input(
                     "scheme standard needs webhook-id, webhook-timestamp and webhook-signature \
@@ -116,41 +149,22 @@ pub fn run(a: VerifyArgs, json: bool) -> AppResult<()> {
                 id,
                 ts,
                 sig,
-                &body,
+                body,
                 tolerance,
                 chrono::Utc::now().timestamp(),
             )
         }
-        "hex" => {
+        SignatureScheme::Hex => {
             let HexFormat {
                 header: name,
                 prefix,
             } = HexFormat::new(a.signature_header.as_deref(), a.signature_prefix.as_deref());
-            let Some(sig) = a.signature.as_deref().or(header(&pairs, name)) else {
+            let Some(sig) = a.signature.as_deref().or(header(pairs, name)) else {
                 return Err(AppError::bad_input(format!(
                     "scheme hex needs the {name} header (--header \"{name}: …\" or --signature)"
                 )));
             };
-            signer::verify_hex(&a.secret, prefix, sig, &body)
+            signer::verify_hex(&a.secret, prefix, sig, body)
         }
-        other => {
-            return Err(AppError::bad_input(format!(
-                "--signature-scheme: expected standard or hex, got {other:?}"
-            )))
-        }
-    };
-    match result {
-        Ok(()) => {
-            super::output::done(json, "signature valid");
-            Ok(())
-        }
-        Err(VerifyError::Missing(h)) => Err(AppError::bad_input(format!("missing header {h}"))),
-        Err(VerifyError::BadTimestamp) => {
-            Err(AppError::bad_input(VerifyError::BadTimestamp.to_string()))
-        }
-        Err(e) => Err(AppError::new(
-            crate::error::ErrorKind::Internal,
-            format!("signature invalid: {e}"),
-        )),
-    }
+    })
 }

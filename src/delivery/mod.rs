@@ -9,6 +9,7 @@
 //! - `governor`    — per endpoint: in-flight cap, circuit breaker, rate limit (GCRA)
 //! - `target`      — URL and address vetting (SSRF guard)
 //! - `dlq`         — dead letters, resubmission and event replay
+//! - `settings`    — what the config means for workers and sender (slots, polling)
 //! - `housekeeping`— pruning, vacuum, rate-limit shares, cross-process wake-ups
 //! - `batcher`     — the request-batching primitive (writer, context loader)
 
@@ -19,6 +20,7 @@ pub mod housekeeping;
 pub mod outcome;
 pub mod retry;
 pub mod sender;
+pub mod settings;
 pub mod signer;
 pub mod target;
 pub mod workers;

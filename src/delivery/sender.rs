@@ -15,9 +15,9 @@ use crate::delivery::batcher::Batcher;
 use crate::delivery::governor::{EndpointGovernor, GovernorSettings, Held, Pass};
 use crate::delivery::outcome::{self, Exchanged, Finished, Next, Outcome};
 use crate::delivery::retry::{parse_retry_after, RetryPolicy};
+use crate::delivery::settings::WorkerSettings;
 use crate::delivery::signer::{self, HexFormat};
 use crate::delivery::target::{self, TargetPolicy};
-use crate::delivery::workers::WorkerSettings;
 use crate::delivery::writer::{self, OutcomeWriter};
 use crate::domain::{
     AttemptErrorKind, DeadReason, DeliveryStatus, MerchantStatus, SignatureScheme,
@@ -51,7 +51,7 @@ pub struct Sender {
     in_flight: Arc<AtomicUsize>,
     /// `delivery.concurrency` bounds requests on the wire: first attempts
     /// get `concurrency` slots, retries a quarter of that. The queue runs
-    /// more jobs than that at once (`workers::TASKS_PER_REQUEST_SLOT`), so a
+    /// more jobs than that at once (`settings::TASKS_PER_REQUEST_SLOT`), so a
     /// job waiting for its attempt context or for its outcome to be
     /// committed does not hold a request slot.
     request_slots: [Arc<Semaphore>; 2],
@@ -67,7 +67,7 @@ struct Exchange {
 }
 
 impl Sender {
-    pub fn new(store: Store, cfg: &Config) -> AppResult<Sender> {
+    pub fn new(store: Store, cfg: &Config, slots: &WorkerSettings) -> AppResult<Sender> {
         let d = &cfg.delivery;
         let policy = TargetPolicy {
             allow_http: d.allow_http,
@@ -83,7 +83,6 @@ impl Sender {
             .dns_resolver(Arc::new(target::VettingResolver { policy }))
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
-        let slots = WorkerSettings::from_config(cfg);
         Ok(Sender {
             writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
             contexts: context_loader(store),
@@ -174,7 +173,10 @@ impl Sender {
         why: String,
     ) -> AppResult<()> {
         let kind = AttemptErrorKind::RejectedTarget;
-        crate::metrics::attempt("dead", None, Some(kind), Duration::ZERO);
+        let next = Next::Dead {
+            reason: DeadReason::RejectedTarget,
+        };
+        crate::metrics::attempt(next.label(), None, Some(kind), Duration::ZERO);
         let record = AttemptRecord {
             attempt: job.attempt,
             started_at: now_ms(),
@@ -183,9 +185,6 @@ impl Sender {
             error_kind: Some(kind),
             error: Some(why),
             response_body: None,
-        };
-        let next = Next::Dead {
-            reason: DeadReason::RejectedTarget,
         };
         self.settle(job, job_id, record, next).await
     }

@@ -182,57 +182,12 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
         Some(raw) => SignatureScheme::parse("signature_scheme", raw)?,
         None => SignatureScheme::Standard,
     };
-    let (header, prefix) = match scheme {
-        SignatureScheme::Standard => {
-            if input.signature_header.is_some() || input.signature_prefix.is_some() {
-                return Err(AppError::bad_input(
-                    "signature_header/signature_prefix: only used with signature_scheme \"hex\"",
-                ));
-            }
-            (None, None)
-        }
-        SignatureScheme::Hex => {
-            let format = HexFormat::new(
-                input.signature_header.as_deref(),
-                input.signature_prefix.as_deref(),
-            );
-            let header = format.header.to_ascii_lowercase();
-            if HeaderName::from_bytes(header.as_bytes()).is_err()
-                || RESERVED_HEADERS.contains(&header.as_str())
-            {
-                return Err(AppError::bad_input(format!(
-                    "signature_header: expected an HTTP header name such as \"X-Webhook-Signature\" \
-                     (not one payhook sets itself), got {header:?}"
-                )));
-            }
-            let prefix = format.prefix.to_string();
-            if prefix.len() > 64 || HeaderValue::from_str(&prefix).is_err() {
-                return Err(AppError::bad_input(
-                    "signature_prefix: expected up to 64 printable characters such as \"sha256=\" or \"\"",
-                ));
-            }
-            (Some(header), Some(prefix))
-        }
-    };
-    let mut headers = serde_json::Map::new();
-    for (k, v) in input.headers.unwrap_or_default() {
-        let lower = k.to_ascii_lowercase();
-        if HeaderName::from_bytes(k.as_bytes()).is_err()
-            || RESERVED_HEADERS.contains(&lower.as_str())
-            || Some(&lower) == header.as_ref()
-        {
-            return Err(AppError::bad_input(format!(
-                "headers: {k:?} is not a header name a merchant may set (reserved: {})",
-                RESERVED_HEADERS.join(", ")
-            )));
-        }
-        if HeaderValue::from_str(&v).is_err() {
-            return Err(AppError::bad_input(format!(
-                "headers.{k}: expected a printable header value"
-            )));
-        }
-        headers.insert(k, serde_json::Value::String(v));
-    }
+    let (header, prefix) = signature_format(
+        scheme,
+        input.signature_header.as_deref(),
+        input.signature_prefix.as_deref(),
+    )?;
+    let headers = extra_headers(input.headers.unwrap_or_default(), header.as_deref())?;
     let event_types = match input.event_types {
         None => None,
         Some(list) => {
@@ -255,10 +210,72 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
     m.signature_scheme = scheme;
     m.signature_header = header;
     m.signature_prefix = prefix;
-    m.headers = Secret::new(serde_json::Value::Object(headers).to_string());
+    m.headers = headers;
     m.event_types = event_types;
     m.rate_limit_per_sec = input.rate_limit_per_sec;
     Ok(())
+}
+
+/// The header and prefix stored for a scheme: none for `standard`; for
+/// `hex`, the ones given or the defaults, checked.
+fn signature_format(
+    scheme: SignatureScheme,
+    header: Option<&str>,
+    prefix: Option<&str>,
+) -> AppResult<(Option<String>, Option<String>)> {
+    if scheme == SignatureScheme::Standard {
+        if header.is_some() || prefix.is_some() {
+            return Err(AppError::bad_input(
+                "signature_header/signature_prefix: only used with signature_scheme \"hex\"",
+            ));
+        }
+        return Ok((None, None));
+    }
+    let format = HexFormat::new(header, prefix);
+    let header = format.header.to_ascii_lowercase();
+    if HeaderName::from_bytes(header.as_bytes()).is_err()
+        || RESERVED_HEADERS.contains(&header.as_str())
+    {
+        return Err(AppError::bad_input(format!(
+            "signature_header: expected an HTTP header name such as \"X-Webhook-Signature\" \
+             (not one payhook sets itself), got {header:?}"
+        )));
+    }
+    let prefix = format.prefix.to_string();
+    if prefix.len() > 64 || HeaderValue::from_str(&prefix).is_err() {
+        return Err(AppError::bad_input(
+            "signature_prefix: expected up to 64 printable characters such as \"sha256=\" or \"\"",
+        ));
+    }
+    Ok((Some(header), Some(prefix)))
+}
+
+/// Extra static headers as stored (a JSON object, sealed in a `Secret`):
+/// names a merchant may set, printable values.
+fn extra_headers(
+    given: BTreeMap<String, String>,
+    signature_header: Option<&str>,
+) -> AppResult<Secret> {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in given {
+        let lower = k.to_ascii_lowercase();
+        if HeaderName::from_bytes(k.as_bytes()).is_err()
+            || RESERVED_HEADERS.contains(&lower.as_str())
+            || Some(lower.as_str()) == signature_header
+        {
+            return Err(AppError::bad_input(format!(
+                "headers: {k:?} is not a header name a merchant may set (reserved: {})",
+                RESERVED_HEADERS.join(", ")
+            )));
+        }
+        if HeaderValue::from_str(&v).is_err() {
+            return Err(AppError::bad_input(format!(
+                "headers.{k}: expected a printable header value"
+            )));
+        }
+        headers.insert(k, serde_json::Value::String(v));
+    }
+    Ok(Secret::new(serde_json::Value::Object(headers).to_string()))
 }
 
 /// New secret; the old one keeps signing (scheme `standard`) for `overlap`.

@@ -96,12 +96,7 @@ impl Node {
     pub fn new(url: &str, timeout: Duration) -> AppResult<Node> {
         let parsed = url::Url::parse(url)
             .map_err(|_| AppError::config("rpc_url: expected an http:// or https:// URL"))?;
-        let origin = format!(
-            "{}://{}{}",
-            parsed.scheme(),
-            parsed.host_str().unwrap_or(""),
-            parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
-        );
+        let origin = crate::urls::origin_of(&parsed);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))

@@ -64,6 +64,13 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the database and applies migrations (idempotent and fast).
+    pub async fn open(cfg: &Config) -> AppResult<Store> {
+        let store = Store::connect(cfg).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Every SQLite connection gets WAL, a busy timeout and
     /// `synchronous = NORMAL` (see README, "Durability").
     fn connect_sqlite(cfg: &Config) -> AppResult<Store> {

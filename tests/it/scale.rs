@@ -304,7 +304,7 @@ async fn a_database_outage_is_survived_without_loss_or_double_confirmation() {
         .unwrap()
         .success());
     // Back: the head moves and everything flows again, by itself.
-    let store = payhook::cli::open(&env.cfg).await.unwrap();
+    let store = payhook::store::Store::open(&env.cfg).await.unwrap();
     payhook::ops::payments::set_head(&store, &env.cfg, "ethereum", 100)
         .await
         .unwrap();

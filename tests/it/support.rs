@@ -204,7 +204,7 @@ impl Env {
         }
         tweak(&mut cfg);
         cfg.validate().unwrap();
-        let store = payhook::cli::open(&cfg).await.unwrap();
+        let store = payhook::store::Store::open(&cfg).await.unwrap();
         Env { dir, cfg, store }
     }
 
