@@ -8,8 +8,15 @@ BIN := target/release/payhook
 build:
 	$(CARGO) build --release
 
+# Secrets are sealed at rest under secrets.key: `make demo` and `make run`
+# keep one in .secrets-key (git-ignored, 0600) unless PAYHOOK__SECRETS__KEY is set.
+SECRETS_KEY = test -n "$$PAYHOOK__SECRETS__KEY" || test -s .secrets-key || \
+	(umask 077; head -c 32 /dev/urandom | base64 > .secrets-key && echo "secrets key written to .secrets-key (mode 0600)")
+WITH_KEY = PAYHOOK__SECRETS__KEY="$${PAYHOOK__SECRETS__KEY:-$$(cat .secrets-key)}"
+
 demo: build
-	./$(BIN) demo
+	@$(SECRETS_KEY)
+	$(WITH_KEY) ./$(BIN) demo
 
 # The whole suite: unit tests, property tests, integration tests (real HTTP
 # receivers on 127.0.0.1, real SQLite files, a real `payhook serve` killed -9),
@@ -29,8 +36,9 @@ test:
 # one is generated into .admin-token (git-ignored) unless PAYHOOK__ADMIN__TOKEN is set.
 run: build
 	@test -n "$$PAYHOOK__ADMIN__TOKEN" || test -s .admin-token || \
-		(head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > .admin-token && echo "admin token written to .admin-token")
-	PAYHOOK__ADMIN__TOKEN="$${PAYHOOK__ADMIN__TOKEN:-$$(cat .admin-token)}" ./$(BIN) serve --config config.toml
+		(umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > .admin-token && echo "admin token written to .admin-token (mode 0600)")
+	@$(SECRETS_KEY)
+	PAYHOOK__ADMIN__TOKEN="$${PAYHOOK__ADMIN__TOKEN:-$$(cat .admin-token)}" $(WITH_KEY) ./$(BIN) serve --config config.toml
 
 bench:
 	$(CARGO) bench --bench pipeline

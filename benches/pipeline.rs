@@ -94,6 +94,9 @@ async fn ceiling(url: &str, n: usize, concurrency: usize) -> f64 {
 fn bench_config(db: &std::path::Path) -> Config {
     let mut cfg = Config::default();
     cfg.database.url = format!("sqlite://{}?mode=rwc", db.display());
+    cfg.secrets.key = Some(payhook::ids::Secret::new(
+        payhook::sealing::KeyRing::generate_key(),
+    ));
     cfg.delivery.allow_http = true;
     cfg.delivery.allow_private_targets = true;
     cfg.delivery.rate_limit_per_sec = 1_000_000;

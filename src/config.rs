@@ -12,6 +12,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::AppError;
 use crate::ids::Secret;
+use crate::sealing::KeyRing;
+
+/// How to make the key payhook needs to open stored secrets.
+pub const MISSING_KEY: &str =
+    "secrets.key: required (base64 of 32 random bytes that seals signing \
+     secrets at rest); `payhook init` writes one, or set PAYHOOK__SECRETS__KEY to the output of \
+     `head -c 32 /dev/urandom | base64`";
 use crate::urls::redact_url;
 
 /// A duration written as a humantime string (`"10s"`, `"5m"`, `"6h"`).
@@ -53,7 +60,21 @@ pub struct Config {
     pub retry: RetryConfig,
     pub circuit: CircuitConfig,
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     pub log: LogConfig,
+}
+
+/// The keys that seal signing secrets and header values at rest
+/// (`sealing`): base64 of 32 random bytes each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    #[serde(default, skip_serializing)]
+    pub key: Option<Secret>,
+    /// Older keys, still accepted for opening rows sealed before a rotation.
+    #[serde(default, skip_serializing)]
+    pub previous_keys: Vec<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +194,7 @@ impl Default for Config {
                 listen: "127.0.0.1:8080".into(),
                 token: None,
             },
+            secrets: SecretsConfig::default(),
             log: LogConfig {
                 format: LogFormat::Pretty,
             },
@@ -229,17 +251,42 @@ impl Config {
             "circuit.failure_threshold",
             self.circuit.failure_threshold as u64,
         )?;
-        self.admin.validate()
+        self.admin.validate()?;
+        self.key_ring().map(|_| ())
     }
 
     /// `admin.token` is required by the processes that serve the admin API.
     pub fn require_admin_token(&self) -> Result<&str, AppError> {
-        self.admin.token.as_ref().map(Secret::expose).ok_or_else(|| {
-            AppError::config(
-                "admin.token: required (a random string of at least 16 characters; `payhook init` writes one)"
+        self.admin
+            .token
+            .as_ref()
+            .map(Secret::expose)
+            .ok_or_else(|| {
+                AppError::config(
+                "admin.token: required (at least 32 random characters; `payhook init` writes one)"
                     .to_string(),
             )
-        })
+            })
+    }
+
+    /// The key ring of `secrets.key` and `secrets.previous_keys`, if a key
+    /// is configured (a bad key is an error either way).
+    pub fn key_ring(&self) -> Result<Option<KeyRing>, AppError> {
+        match &self.secrets.key {
+            Some(k) => KeyRing::new(k, &self.secrets.previous_keys).map(Some),
+            None if !self.secrets.previous_keys.is_empty() => Err(AppError::config(
+                "secrets.previous_keys: given without secrets.key".to_string(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// `secrets.key` is required by the long-running processes.
+    pub fn require_secrets_key(&self) -> Result<(), AppError> {
+        match &self.secrets.key {
+            Some(_) => Ok(()),
+            None => Err(AppError::config(MISSING_KEY.to_string())),
+        }
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -325,14 +372,28 @@ impl AdminConfig {
             ));
         }
         if let Some(t) = &self.token {
-            if t.expose().len() < 16 {
-                return Err(AppError::config(
-                    "admin.token: expected at least 16 characters (run `payhook init` to generate one)".to_string(),
-                ));
-            }
+            token_strength(t.expose())?;
         }
         Ok(())
     }
+}
+
+/// `admin.token` must be a real secret: at least 32 characters, drawn from
+/// at least 16 different ones (a generated token has about 30; a repeated
+/// or counted string does not pass). Never echoes the token.
+fn token_strength(token: &str) -> Result<(), AppError> {
+    let distinct = token
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if token.chars().count() < 32 || distinct < 16 {
+        return Err(AppError::config(
+            "admin.token: expected at least 32 random characters (at least 16 different ones); \
+             run `payhook init` to generate one"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn bad(key: &str, accepted: &str, got: &str) -> AppError {
@@ -423,8 +484,19 @@ mod tests {
     #[test]
     fn secrets_stay_out_of_debug_and_errors() {
         let mut cfg = Config::default();
-        cfg.admin.token = Some(Secret::new("tok-0123456789abcdef"));
+        cfg.admin.token = Some(Secret::new("tok-0123456789abcdefGHIJKLMNOPQRSTUV"));
         assert!(!format!("{cfg:?}").contains("tok-0123456789abcdef"));
+        for weak in [
+            "a".repeat(40),
+            "0123456789".repeat(4),
+            "short-but-random-Zq8".into(),
+        ] {
+            cfg.admin.token = Some(Secret::new(weak.clone()));
+            let e = cfg.validate().unwrap_err();
+            assert!(e.message.starts_with("admin.token:") && !e.message.contains(&weak));
+        }
+        cfg.admin.token = Some(Secret::new(crate::ids::new_admin_token()));
+        cfg.validate().unwrap();
         cfg.database.url = "mysql://user:hunter2@db/x".into();
         let e = cfg.validate().unwrap_err();
         assert!(

@@ -188,6 +188,21 @@ impl Lane {
     }
 }
 
+/// The highest block height payhook accepts (2^53 − 1: exact in every JSON
+/// reader; chains are many orders of magnitude below it). Anything above is
+/// refused, so confirmation counts can never overflow.
+pub const MAX_BLOCK_HEIGHT: i64 = (1 << 53) - 1;
+
+/// Checks a block height given by a user or a node.
+pub fn block_height(field: &str, v: i64) -> AppResult<i64> {
+    if !(0..=MAX_BLOCK_HEIGHT).contains(&v) {
+        return Err(AppError::bad_input(format!(
+            "{field}: expected a whole number from 0 to {MAX_BLOCK_HEIGHT}, got {v}"
+        )));
+    }
+    Ok(v)
+}
+
 impl PaymentStatus {
     /// A status no scan moves a payment out of.
     pub fn is_final(self) -> bool {

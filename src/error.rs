@@ -11,6 +11,8 @@ pub enum ErrorKind {
     BadInput,
     /// The request itself is malformed (not JSON, bad query string): HTTP 400.
     MalformedRequest,
+    /// The request body is over the limit: HTTP 413.
+    TooLarge,
     /// Missing or wrong admin token: HTTP 401.
     Unauthorized,
     /// The named thing does not exist: exit 2, HTTP 404.
@@ -57,6 +59,7 @@ impl AppError {
             ErrorKind::Config
             | ErrorKind::BadInput
             | ErrorKind::MalformedRequest
+            | ErrorKind::TooLarge
             | ErrorKind::Unauthorized
             | ErrorKind::NotFound => 2,
             ErrorKind::Conflict | ErrorKind::Unavailable | ErrorKind::Internal => 1,
@@ -69,6 +72,7 @@ impl AppError {
             ErrorKind::Config => "invalid_config",
             ErrorKind::BadInput => "invalid_input",
             ErrorKind::MalformedRequest => "malformed_request",
+            ErrorKind::TooLarge => "payload_too_large",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::NotFound => "not_found",

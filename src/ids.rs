@@ -106,6 +106,40 @@ id_type!(
     DEAD_LETTER
 );
 
+impl EventId {
+    /// The id of a payment's state change, derived from what the change is:
+    /// the payment, the event type, the transaction and the payment's
+    /// sequence number of events. A change redone after a crash or power
+    /// loss that lost its first write gets the same id, so merchants who
+    /// deduplicate on `webhook-id` are not credited twice.
+    ///
+    /// Still a ULID: its time is the payment's creation and its first 16
+    /// random bits the sequence, so a payment's events sort in order.
+    pub fn of_change(
+        payment: &PaymentId,
+        payment_created_ms: i64,
+        kind: &str,
+        tx_hash: Option<&str>,
+        seq: u64,
+    ) -> EventId {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [payment.as_str(), kind, tx_hash.unwrap_or("")] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.update(seq.to_be_bytes());
+        let digest = h.finalize();
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&digest[..8]);
+        let random = (u128::from(seq.min(0xFFFF)) << 64) | u128::from(u64::from_be_bytes(low));
+        let time = u64::try_from(payment_created_ms)
+            .unwrap_or(0)
+            .min((1 << 48) - 1);
+        EventId(format!("{EVENT}{}", ulid::Ulid::from_parts(time, random)))
+    }
+}
+
 /// A string that must never be shown: signing secrets, header values, the
 /// admin token. `Debug` and `Display` print `[redacted]`; the value is read
 /// only through [`Secret::expose`], so every use is visible in the code.
@@ -159,6 +193,26 @@ mod tests {
         assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 30);
         assert!(a < b);
         assert!(DeliveryId::new().as_str().starts_with("dlv_"));
+    }
+
+    #[test]
+    fn a_state_change_always_gets_the_same_event_id() {
+        let p = PaymentId::from("pay_01J0000000000000000000000");
+        let a = EventId::of_change(&p, 1_700_000_000_000, "payment.confirmed", Some("0xab"), 1);
+        let b = EventId::of_change(&p, 1_700_000_000_000, "payment.confirmed", Some("0xab"), 1);
+        assert_eq!(a, b);
+        assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 30);
+        // Another transaction, type or position is another change.
+        for other in [
+            EventId::of_change(&p, 1_700_000_000_000, "payment.confirmed", Some("0xac"), 1),
+            EventId::of_change(&p, 1_700_000_000_000, "payment.underpaid", Some("0xab"), 1),
+            EventId::of_change(&p, 1_700_000_000_000, "payment.confirmed", Some("0xab"), 3),
+        ] {
+            assert_ne!(a, other);
+        }
+        // A payment's events sort in sequence.
+        let first = EventId::of_change(&p, 1_700_000_000_000, "payment.detected", Some("0xab"), 0);
+        assert!(first < a);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod money;
 pub mod ops;
 pub mod pipeline;
 pub mod scanner;
+pub mod sealing;
 pub mod store;
 pub mod time;
 pub mod urls;

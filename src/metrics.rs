@@ -64,6 +64,21 @@ pub fn internal_error(what: &'static str) {
     metrics::counter!("payhook_internal_errors_total", "what" => what).increment(1);
 }
 
+/// An outcome write that failed (it is retried).
+pub fn outcome_write_failed() {
+    metrics::counter!("payhook_outcome_write_failures_total").increment(1);
+}
+
+/// Handlers waiting for a failed outcome write to go through.
+pub fn outcome_writes_waiting(n: i64) {
+    metrics::gauge!("payhook_outcome_writes_waiting").set(n.max(0) as f64);
+}
+
+/// Pending deliveries found without a queued job and queued again.
+pub fn requeued(n: u64) {
+    metrics::counter!("payhook_deliveries_requeued_total").increment(n);
+}
+
 /// A job held back without an attempt (circuit, in-flight cap, rate limit).
 pub fn held(why: &'static str) {
     metrics::counter!("payhook_held_total", "reason" => why).increment(1);

@@ -38,7 +38,12 @@ impl Pipeline {
         });
         let sender = if parts.sender {
             let settings = WorkerSettings::from_config(cfg);
-            let sender = Arc::new(Sender::new(store.clone(), cfg, &settings)?);
+            let sender = Arc::new(Sender::new(
+                store.clone(),
+                cfg,
+                &settings,
+                shutdown.clone(),
+            )?);
             Some(tokio::spawn(workers::run_workers(
                 store.clone(),
                 sender,

@@ -15,6 +15,16 @@ pub fn endpoint_key(url: &url::Url) -> String {
     )
 }
 
+/// `scheme://host:port` of an endpoint key: what logs and metric labels
+/// name an endpoint by (its path may carry a token).
+pub fn key_origin(endpoint_key: &str) -> &str {
+    let start = endpoint_key.find("://").map_or(0, |i| i + 3);
+    match endpoint_key[start..].find('/') {
+        Some(i) => &endpoint_key[..start + i],
+        None => endpoint_key,
+    }
+}
+
 /// The endpoint key of a URL as stored; an unparsable URL is its own key
 /// (the sender refuses it).
 pub fn endpoint_key_of(raw: &str) -> String {
@@ -64,6 +74,10 @@ mod tests {
         let u = url::Url::parse("https://Example.com/a/b?x=1").unwrap();
         assert_eq!(endpoint_key(&u), "https://example.com:443/a/b");
         assert_eq!(endpoint_key_of("not a url"), "not a url");
+        assert_eq!(
+            key_origin("https://h.example:443/hooks/T0KEN"),
+            "https://h.example:443"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -28,6 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ErrorKind::MalformedRequest,
                 "request body: expected Content-Type: application/json",
             ))),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(e) => Err(ApiError(AppError::new(
                 ErrorKind::MalformedRequest,
                 format!("request body: expected a JSON object ({})", e.body_text()),
@@ -46,6 +48,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    return too_large();
+                }
                 ApiError(AppError::new(
                     ErrorKind::MalformedRequest,
                     format!("request body: {e}"),
@@ -65,6 +70,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
                 ApiError(AppError::new(kind, format!("request body: {e}")))
             })
     }
+}
+
+fn too_large() -> ApiError {
+    ApiError(AppError::new(
+        ErrorKind::TooLarge,
+        format!(
+            "request body: expected at most {} bytes",
+            super::MAX_BODY_BYTES
+        ),
+    ))
 }
 
 pub struct Query<T>(pub T);

@@ -18,11 +18,20 @@ mod payments;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
+use hyper::server::conn::http1::Builder as ConnBuilder;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
@@ -94,7 +103,12 @@ pub async fn bind(listen: &str) -> AppResult<tokio::net::TcpListener> {
         .map_err(|e| AppError::internal(format!("admin.listen: cannot listen on {addr}: {e}")))
 }
 
-/// Serves the API until `shutdown`.
+/// Serves the API until `shutdown`, on a listener hardened against slow
+/// and greedy clients: request headers must arrive within
+/// [`HEADER_READ_TIMEOUT`], a request gets [`REQUEST_TIMEOUT`], bodies are
+/// capped at [`MAX_BODY_BYTES`] (413), and at most [`max_connections`] are
+/// open at once (more wait in the kernel's backlog), so idle connections
+/// cannot take the file descriptors deliveries need.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -102,13 +116,76 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> AppResult<()> {
     crate::metrics::install();
+    let max = max_connections();
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin API listening");
+        tracing::info!(%addr, max_connections = max, "admin API listening");
     }
-    axum::serve(listener, router(state, &token))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|e| AppError::internal(format!("admin API stopped: {e}")))
+    let app = router(state, &token)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    let slots = Arc::new(Semaphore::new(max));
+    let graceful = GracefulShutdown::new();
+    let mut accept_failing = false;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, or the peer left: wait a moment.
+                Err(e) => {
+                    if !std::mem::replace(&mut accept_failing, true) {
+                        tracing::warn!(error = %e, "admin API cannot accept connections; retrying");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        accept_failing = false;
+        let service = TowerToHyperService::new(app.clone());
+        let conn = connection_builder().serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    // Requests under way get a few seconds to finish.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Request headers must arrive within this long (a slow client is cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's whole handling (408 after it).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Open admin connections allowed: a quarter of the process's file
+/// descriptors, between 16 and 1,024; the rest stay for deliveries.
+pub fn max_connections() -> usize {
+    let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 4).unwrap_or(1024).clamp(16, 1024)
+}
+
+/// HTTP/1.1 only: a client must start sending headers at once (an
+/// HTTP/2-detecting server would wait for the first bytes without a limit).
+fn connection_builder() -> ConnBuilder {
+    let mut b = ConnBuilder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    b
 }
 
 /// `?limit=&cursor=` of list routes.

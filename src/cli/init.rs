@@ -1,4 +1,5 @@
-//! `payhook init`: writes a config file with a fresh admin token.
+//! `payhook init`: writes a config file with a fresh admin token and
+//! secrets key.
 
 use std::path::Path;
 
@@ -27,23 +28,21 @@ pub fn run(path: &Path, args: InitArgs, json: bool) -> AppResult<()> {
     let url = args
         .database_url
         .unwrap_or_else(|| "sqlite://payhook.db?mode=rwc".into());
-    let text = template(&url, &token);
-    std::fs::write(path, text)
+    let key = crate::sealing::KeyRing::generate_key();
+    let text = template(&url, &token, &key);
+    write_private(path, &text)
         .map_err(|e| AppError::internal(format!("cannot write {}: {e}", path.display())))?;
-    // The file holds the admin token: owner-only where the OS supports it.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
     super::output::done(
         json,
-        &format!("wrote {} (admin.token generated)", path.display()),
+        &format!(
+            "wrote {} (admin.token and secrets.key generated)",
+            path.display()
+        ),
     );
     Ok(())
 }
 
-fn template(url: &str, token: &str) -> String {
+fn template(url: &str, token: &str, key: &str) -> String {
     format!(
         r#"# payhook configuration (written by `payhook init`).
 # Every key can be overridden by PAYHOOK__SECTION__KEY, e.g. PAYHOOK__DATABASE__URL.
@@ -91,8 +90,33 @@ disable_after = "5d"
 listen = "127.0.0.1:8080"
 token = "{token}"
 
+# Seals signing secrets and header values at rest. Keep it with the admin
+# token; to rotate, move it to previous_keys, set a new one and run
+# `payhook secrets rotate-key`.
+[secrets]
+key = "{key}"
+previous_keys = []
+
 [log]
 format = "pretty"
 "#
     )
+}
+
+/// Writes a file that holds a secret: created owner-only (0600), never
+/// readable by others even for an instant; an existing file is replaced
+/// by a new one with those permissions.
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    open.open(path)?.write_all(text.as_bytes())
 }

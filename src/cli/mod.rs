@@ -9,6 +9,7 @@ mod init;
 mod merchant;
 mod output;
 mod payment;
+mod secrets;
 mod serve;
 mod verify;
 
@@ -74,6 +75,9 @@ pub enum Command {
     /// The dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCmd),
+    /// The key that seals secrets at rest.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCmd),
     /// Check a webhook signature (for merchants).
     Verify(verify::VerifyArgs),
     /// Run the end-to-end demo with a built-in receiver.
@@ -156,6 +160,7 @@ async fn run(cli: Cli) -> AppResult<()> {
                 Command::Deliveries(c) => deliveries::run(&store, c, json).await,
                 Command::Event(c) => event::run(&store, c, json).await,
                 Command::Dlq(c) => dlq::run(&store, c, json).await,
+                Command::Secrets(c) => secrets::run(&store, c, json).await,
                 _ => unreachable!("handled above"),
             };
             store.close().await;

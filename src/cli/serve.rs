@@ -13,13 +13,17 @@ pub enum Role {
 }
 
 pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
-    let admin = if role == Role::Serve {
-        let token = cfg.require_admin_token()?.to_string();
-        Some((crate::admin::bind(&cfg.admin.listen).await?, token))
-    } else {
-        None
+    let token = match role {
+        Role::Serve => Some(cfg.require_admin_token()?.to_string()),
+        _ => None,
+    };
+    cfg.require_secrets_key()?;
+    let admin = match token {
+        Some(token) => Some((crate::admin::bind(&cfg.admin.listen).await?, token)),
+        None => None,
     };
     crate::metrics::install();
+    raise_open_files_limit();
     let store = crate::store::Store::open(&cfg).await?;
     let parts = Parts {
         scanner: role != Role::Worker,
@@ -59,6 +63,16 @@ pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
     let stopped = pipeline.stop().await;
     store.close().await;
     res.and(stopped)
+}
+
+/// Raises the soft limit on open files to the hard limit: every delivery,
+/// pooled connection and admin client needs one, and the usual soft limit
+/// (1,024) is far below what a busy sender holds.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }
 
 async fn shutdown_signal() {

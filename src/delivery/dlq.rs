@@ -18,6 +18,9 @@ pub async fn resubmit(store: &Store, dlq_id: &DeadLetterId) -> AppResult<Deliver
     Ok(delivery_id)
 }
 
+/// Claims the row, then makes its new delivery: of two resubmissions at
+/// once (two admins, two processes) only the one that claimed the row makes
+/// a delivery; the other is a conflict and writes nothing.
 async fn resubmit_in(tx: &mut Tx, dlq_id: &DeadLetterId, now: i64) -> AppResult<DeliveryId> {
     let row = dead_letters::get_in(tx, dlq_id).await?;
     if let Some(done) = &row.resubmitted_delivery_id {
@@ -25,24 +28,26 @@ async fn resubmit_in(tx: &mut Tx, dlq_id: &DeadLetterId, now: i64) -> AppResult<
             "dead letter {dlq_id} was already resubmitted as delivery {done}"
         )));
     }
-    let delivery_id = redeliver(tx, &row.event_id, &row.merchant_id, now).await?;
+    let delivery_id = DeliveryId::new();
     if !dead_letters::mark_resubmitted(tx, dlq_id, &delivery_id, now).await? {
         return Err(AppError::conflict(format!(
             "dead letter {dlq_id} was already resubmitted"
         )));
     }
+    redeliver(tx, &delivery_id, &row.event_id, &row.merchant_id, now).await?;
     Ok(delivery_id)
 }
 
 /// A new delivery of an existing event to its current target.
 async fn redeliver(
     tx: &mut Tx,
+    id: &DeliveryId,
     event_id: &EventId,
     merchant_id: &MerchantId,
     now: i64,
-) -> AppResult<DeliveryId> {
+) -> AppResult<()> {
     let url = events::current_target(tx, event_id).await?;
-    events::insert_delivery(tx, event_id, merchant_id, &url, now).await
+    events::insert_delivery(tx, id, event_id, merchant_id, &url, now).await
 }
 
 /// Replays an event: a new delivery with the same `webhook-id` and body,
@@ -50,7 +55,15 @@ async fn redeliver(
 pub async fn replay(store: &Store, event_id: &EventId) -> AppResult<DeliveryId> {
     let event = events::get(store, event_id).await?;
     let mut tx = store.begin_write().await?;
-    let delivery_id = redeliver(&mut tx, &event.id, &event.merchant_id, now_ms()).await?;
+    let delivery_id = DeliveryId::new();
+    redeliver(
+        &mut tx,
+        &delivery_id,
+        &event.id,
+        &event.merchant_id,
+        now_ms(),
+    )
+    .await?;
     store.commit(tx, true).await?;
     Ok(delivery_id)
 }

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
+
+use crate::urls::key_origin as origin;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -263,7 +265,7 @@ impl EndpointGovernor {
         if success {
             if e.open_until.is_some() {
                 crate::metrics::circuit(origin(endpoint), false);
-                tracing::info!(endpoint, "circuit closed");
+                tracing::info!(endpoint = origin(endpoint), "circuit closed");
             }
             e.consecutive_failures = 0;
             e.open_until = None;
@@ -274,7 +276,7 @@ impl EndpointGovernor {
         if e.probing || e.consecutive_failures >= self.settings.failure_threshold {
             if e.open_until.is_none() || e.probing {
                 tracing::warn!(
-                    endpoint,
+                    endpoint = origin(endpoint),
                     failures = e.consecutive_failures,
                     "circuit opened"
                 );
@@ -309,16 +311,6 @@ impl EndpointGovernor {
             parked_until: None,
             last_used: now,
         }
-    }
-}
-
-/// `scheme://host:port` of an endpoint key: the metrics label (bounded, and
-/// without paths, which may carry tokens).
-fn origin(endpoint: &str) -> &str {
-    let start = endpoint.find("://").map(|i| i + 3).unwrap_or(0);
-    match endpoint[start..].find('/') {
-        Some(i) => &endpoint[..start + i],
-        None => endpoint,
     }
 }
 

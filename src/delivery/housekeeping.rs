@@ -1,7 +1,8 @@
 //! The delivery side's background loops, each a few lines around a
 //! `store::jobs` statement: pruning finished jobs, vacuuming the Postgres
-//! queue table, sharing rate limits among live worker processes, and
-//! relaying other processes' job inserts to this process's workers.
+//! queue table, sharing rate limits among live worker processes, relaying
+//! other processes' job inserts to this process's workers, and queueing
+//! again any pending delivery left without a job.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,10 +12,26 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::sender::Sender;
-use crate::store::{jobs, Store};
+use crate::delivery::settings::WorkerSettings;
+use crate::domain::Lane;
+use crate::error::AppResult;
+use crate::store::jobs::{self, DeliveryJob, NewJob};
+use crate::store::{merchants, Store};
+use crate::time::now_ms;
+
+/// A pending delivery is looked at by the reconciler once it has been due
+/// this long (any job it has would normally have run by then).
+const JOBLESS_AFTER: Duration = Duration::from_secs(60);
+/// Deliveries queued again per reconciler round (the rest wait a round).
+const REQUEUE_BATCH: i64 = 500;
 
 /// Starts the loops; the handle ends when they have all seen `shutdown`.
-pub fn spawn(store: &Store, sender: &Arc<Sender>, shutdown: &CancellationToken) -> JoinHandle<()> {
+pub fn spawn(
+    store: &Store,
+    sender: &Arc<Sender>,
+    settings: &WorkerSettings,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
     let prune = every(Duration::from_secs(30), false, shutdown.clone(), {
         let store = store.clone();
         move || {
@@ -22,6 +39,10 @@ pub fn spawn(store: &Store, sender: &Arc<Sender>, shutdown: &CancellationToken) 
             async move {
                 if let Err(e) = jobs::prune(store.db()).await {
                     tracing::warn!(error = %e, "pruning finished queue jobs failed");
+                }
+                // A rotated-out secret is forgotten once its overlap ends.
+                if let Err(e) = merchants::clear_expired(&store, now_ms()).await {
+                    tracing::warn!(error = %e, "clearing expired previous secrets failed");
                 }
             }
         }
@@ -53,14 +74,63 @@ pub fn spawn(store: &Store, sender: &Arc<Sender>, shutdown: &CancellationToken) 
             }
         }
     });
+    // A job locked by a worker for this long is lost, not running: no
+    // attempt, outcome write included, is given that long.
+    let stale_lock = (settings.orphan_after * 4).max(Duration::from_secs(600));
+    let reconcile = every(Duration::from_secs(30), true, shutdown.clone(), {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move {
+                if let Err(e) = requeue_jobless(&store, stale_lock).await {
+                    tracing::warn!(error = %e, "looking for deliveries without a queued job failed");
+                }
+            }
+        }
+    });
     let relay = jobs::relay_inserts(
         store.queue_db().clone(),
         store.signal().clone(),
         shutdown.clone(),
     );
     tokio::spawn(async move {
-        futures::join!(prune, vacuum, share, relay);
+        futures::join!(prune, vacuum, share, reconcile, relay);
     })
+}
+
+/// Queues the next attempt of every pending delivery that has been due a
+/// while with no live job (its worker gave up on it, or its deferral could
+/// not be written while the database failed). A second job for the same
+/// attempt is harmless: whichever runs second finds it stale.
+async fn requeue_jobless(store: &Store, stale_lock: Duration) -> AppResult<u64> {
+    let now = now_ms();
+    let due_before = now - JOBLESS_AFTER.as_millis() as i64;
+    let locked_since = now - stale_lock.as_millis() as i64;
+    let found = jobs::jobless(store.db(), due_before, locked_since, REQUEUE_BATCH).await?;
+    if found.is_empty() {
+        return Ok(0);
+    }
+    let next: Vec<NewJob> = found
+        .into_iter()
+        .map(|(delivery_id, attempts)| NewJob {
+            job: DeliveryJob {
+                delivery_id,
+                attempt: attempts + 1,
+            },
+            run_at_ms: now,
+            lane: Lane::for_attempt(attempts + 1),
+        })
+        .collect();
+    let mut tx = store.begin_write().await?;
+    jobs::push_many(&mut tx, &next).await?;
+    store.commit(tx, true).await?;
+    let n = next.len() as u64;
+    crate::metrics::requeued(n);
+    tracing::warn!(
+        deliveries = n,
+        "pending deliveries without a queued job were queued again"
+    );
+    Ok(n)
 }
 
 /// Runs `tick` every `period` until `shutdown`, the first time at once or

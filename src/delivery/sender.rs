@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::delivery::batcher::Batcher;
@@ -18,12 +19,13 @@ use crate::delivery::retry::{parse_retry_after, RetryPolicy};
 use crate::delivery::settings::WorkerSettings;
 use crate::delivery::signer::{self, HexFormat};
 use crate::delivery::target::{self, TargetPolicy};
-use crate::delivery::writer::{self, OutcomeWriter};
+use crate::delivery::writer::{self, OutcomeWriter, Patience};
 use crate::domain::{
     AttemptErrorKind, DeadReason, DeliveryStatus, MerchantStatus, SignatureScheme,
 };
 use crate::error::{AppError, AppResult};
 use crate::ids::DeliveryId;
+use crate::sealing::KeyRing;
 use crate::store::deliveries::{self, AttemptContext};
 use crate::store::jobs::DeliveryJob;
 use crate::store::outcomes::AttemptRecord;
@@ -37,6 +39,12 @@ pub const USER_AGENT: &str = concat!("payhook/", env!("CARGO_PKG_VERSION"));
 const MAX_INLINE_LIMITER_WAIT: Duration = Duration::from_secs(1);
 /// Holds at least this long also park the endpoint's other queued jobs.
 const PARK_AFTER: Duration = Duration::from_secs(2);
+/// How long a job waits when this process has no file descriptor to spare.
+const LOCAL_SHORTAGE_RETRY: Duration = Duration::from_secs(1);
+/// How long a job whose attempt could not be loaded waits.
+const LOAD_FAILED_RETRY: Duration = Duration::from_secs(5);
+/// How long a held-back job keeps trying to record its deferral.
+const DEFER_PATIENCE: Duration = Duration::from_secs(10);
 /// How long deliveries of a disabled merchant wait before they look again.
 const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 
@@ -47,6 +55,8 @@ pub struct Sender {
     max_response_bytes: usize,
     governor: EndpointGovernor,
     writer: OutcomeWriter,
+    /// Opens the sealed secrets and header values of attempt contexts.
+    keys: KeyRing,
     contexts: Batcher<DeliveryId, Option<AttemptContext>>,
     in_flight: Arc<AtomicUsize>,
     /// `delivery.concurrency` bounds requests on the wire: first attempts
@@ -64,10 +74,17 @@ struct Exchange {
     error: Option<String>,
     body: Option<String>,
     retry_after: Option<Duration>,
+    /// The request was not made: no file descriptor for its socket.
+    local_shortage: bool,
 }
 
 impl Sender {
-    pub fn new(store: Store, cfg: &Config, slots: &WorkerSettings) -> AppResult<Sender> {
+    pub fn new(
+        store: Store,
+        cfg: &Config,
+        slots: &WorkerSettings,
+        shutdown: CancellationToken,
+    ) -> AppResult<Sender> {
         let d = &cfg.delivery;
         let policy = TargetPolicy {
             allow_http: d.allow_http,
@@ -84,7 +101,8 @@ impl Sender {
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
         Ok(Sender {
-            writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0),
+            keys: store.keys()?.clone(),
+            writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0, shutdown),
             contexts: context_loader(store),
             in_flight: Arc::new(AtomicUsize::new(0)),
             request_slots: [slots.first_requests, slots.retry_requests]
@@ -128,8 +146,14 @@ impl Sender {
     ))]
     pub async fn handle(&self, job: DeliveryJob, job_id: Option<String>) -> AppResult<()> {
         let _counted = InFlight::enter(&self.in_flight);
-        let Some(ctx) = self.load(&job).await? else {
-            return Ok(());
+        let ctx = match self.load(&job).await {
+            Ok(Some(ctx)) => ctx,
+            Ok(None) => return Ok(()),
+            // No request was made: try again in a while rather than at once.
+            Err(e) => {
+                tracing::debug!(error = %e, "loading the attempt failed; deferred");
+                return self.defer(&job, job_id, LOAD_FAILED_RETRY, None).await;
+            }
         };
         if ctx.merchant_status != MerchantStatus::Active {
             return self.defer(&job, job_id, DISABLED_RECHECK, None).await;
@@ -144,8 +168,15 @@ impl Sender {
             Ok(pass) => pass,
             Err(held) => return self.hold(&job, job_id, &endpoint, held).await,
         };
-        let (record, next) = self.attempt(&job, &ctx, url, &endpoint, pass).await?;
-        self.settle(&job, job_id, record, next).await
+        match self.attempt(&job, &ctx, url, &endpoint, pass).await? {
+            Some((record, next)) => self.settle(&job, job_id, record, next).await,
+            // This process ran out of file descriptors: not the merchant's
+            // failure, and not an attempt.
+            None => {
+                crate::metrics::held("local_resources");
+                self.defer(&job, job_id, LOCAL_SHORTAGE_RETRY, None).await
+            }
+        }
     }
 
     /// The attempt's context, unless the job is stale (re-run after a
@@ -235,7 +266,7 @@ impl Sender {
         url: url::Url,
         endpoint: &str,
         pass: Pass,
-    ) -> AppResult<(AttemptRecord, Next)> {
+    ) -> AppResult<Option<(AttemptRecord, Next)>> {
         let lane = usize::from(job.attempt > 1);
         let request_slot = self.request_slots[lane]
             .clone()
@@ -245,6 +276,10 @@ impl Sender {
         let started_at = now_ms();
         let clock = Instant::now();
         let ex = self.exchange(ctx, url).await;
+        if ex.local_shortage {
+            tracing::warn!("out of file descriptors for a request; attempt deferred");
+            return Ok(None);
+        }
         let took = clock.elapsed();
         self.governor.record(endpoint, ex.succeeded());
         drop(pass);
@@ -266,7 +301,7 @@ impl Sender {
             error: ex.error,
             response_body: ex.body,
         };
-        Ok((record, next))
+        Ok(Some((record, next)))
     }
 
     async fn settle(
@@ -281,7 +316,8 @@ impl Sender {
             record,
             next,
         };
-        self.writer.call(Finished { job_id, outcome }).await
+        let finished = Finished { job_id, outcome };
+        self.writer.record(finished, Patience::UntilRecorded).await
     }
 
     async fn defer(
@@ -301,12 +337,21 @@ impl Sender {
             at_ms: now_ms() + wait.as_millis() as i64,
             park,
         };
-        self.writer.call(Finished { job_id, outcome }).await
+        let finished = Finished { job_id, outcome };
+        match self
+            .writer
+            .record(finished, Patience::For(DEFER_PATIENCE))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // The job ends here; the reconciler queues the delivery again.
+            Err(_) => Ok(()),
+        }
     }
 
     /// Signs and POSTs the stored body; never fails, it describes what happened.
     async fn exchange(&self, ctx: &AttemptContext, url: url::Url) -> Exchange {
-        let headers = match build_headers(ctx, now_ms() / 1000) {
+        let headers = match build_headers(ctx, &self.keys, now_ms() / 1000) {
             Ok(h) => h,
             Err(e) => return Exchange::failed(AttemptErrorKind::Request, e.message),
         };
@@ -321,6 +366,10 @@ impl Sender {
             Ok(resp) => read_response(resp, self.max_response_bytes).await,
             Err(e) => match target::rejection(&e) {
                 Some(why) => Exchange::failed(AttemptErrorKind::RejectedTarget, why),
+                None if is_fd_shortage(&e) => Exchange {
+                    local_shortage: true,
+                    ..Exchange::failed(AttemptErrorKind::Connect, describe(&e))
+                },
                 None => {
                     let kind = if e.is_timeout() {
                         AttemptErrorKind::Timeout
@@ -386,6 +435,7 @@ impl Exchange {
             error: Some(error),
             body: None,
             retry_after: None,
+            local_shortage: false,
         }
     }
 
@@ -440,7 +490,30 @@ async fn read_response(mut resp: reqwest::Response, max_body: usize) -> Exchange
         error,
         body: Some(body),
         retry_after,
+        local_shortage: false,
     }
+}
+
+/// Whether a request failed because this process (or the system) ran out
+/// of file descriptors (EMFILE, ENFILE) rather than anything the receiver
+/// did.
+fn is_fd_shortage(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(23) | Some(24)) {
+                return true;
+            }
+            // An io::Error wrapping another error hides it from `source()`.
+            if let Some(inner) = io.get_ref() {
+                if is_fd_shortage(inner) {
+                    return true;
+                }
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Loads attempt contexts for many concurrent handlers in one query each
@@ -468,7 +541,7 @@ fn context_loader(store: Store) -> Batcher<DeliveryId, Option<AttemptContext>> {
 
 /// The request headers of one attempt. Signature and extra header values are
 /// marked sensitive so no HTTP-level debug output can show them.
-pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMap> {
+pub fn build_headers(ctx: &AttemptContext, keys: &KeyRing, timestamp: i64) -> AppResult<HeaderMap> {
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert("webhook-id", value(ctx.event_id.as_str())?);
@@ -483,23 +556,24 @@ pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMa
             let name = HeaderName::from_bytes(format.header.as_bytes()).map_err(|_| {
                 AppError::internal("merchant signature_header is not a valid header name")
             })?;
-            let sig = signer::hex_signature(ctx.secret.expose(), format.prefix, body);
+            let secret = keys.open(&ctx.secret)?;
+            let sig = signer::hex_signature(secret.expose(), format.prefix, body);
             h.insert(name, sensitive(&sig)?);
         }
         SignatureScheme::Standard => {
-            let mut keys = vec![signer::standard_key(ctx.secret.expose())?];
+            let mut hmac_keys = vec![signer::standard_key(keys.open(&ctx.secret)?.expose())?];
             if let (Some(prev), Some(until)) =
                 (&ctx.previous_secret, ctx.previous_secret_expires_at)
             {
                 if until > now_ms() {
-                    keys.push(signer::standard_key(prev.expose())?);
+                    hmac_keys.push(signer::standard_key(keys.open(prev)?.expose())?);
                 }
             }
-            let sig = signer::standard_header(&keys, ctx.event_id.as_str(), timestamp, body);
+            let sig = signer::standard_header(&hmac_keys, ctx.event_id.as_str(), timestamp, body);
             h.insert("webhook-signature", sensitive(&sig)?);
         }
     }
-    for (name, v) in extra_headers(ctx)? {
+    for (name, v) in extra_headers(ctx, keys)? {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| AppError::internal("merchant header name is invalid"))?;
         h.insert(name, sensitive(&v)?);
@@ -510,14 +584,11 @@ pub fn build_headers(ctx: &AttemptContext, timestamp: i64) -> AppResult<HeaderMa
 /// The merchant's extra static headers. Stored JSON that is not an object
 /// of strings is payhook's bug, not the merchant's: it is logged, counted
 /// and fails the attempt rather than sending without the headers.
-fn extra_headers(ctx: &AttemptContext) -> AppResult<Vec<(String, String)>> {
-    serde_json::from_str::<std::collections::BTreeMap<String, String>>(ctx.headers.expose())
-        .map(|m| m.into_iter().collect())
-        .map_err(|_| {
-            crate::metrics::internal_error("extra_headers_json");
-            tracing::error!("stored extra headers are not a JSON object of strings; attempt fails");
-            AppError::internal("stored extra headers are not a JSON object of strings")
-        })
+fn extra_headers(ctx: &AttemptContext, keys: &KeyRing) -> AppResult<Vec<(String, String)>> {
+    crate::store::merchants::open_headers(keys, &ctx.headers).inspect_err(|e| {
+        crate::metrics::internal_error("extra_headers");
+        tracing::error!(error = %e, "stored extra headers cannot be read; attempt fails");
+    })
 }
 
 fn value(s: &str) -> AppResult<HeaderValue> {
@@ -576,5 +647,20 @@ fn describe(e: &reqwest::Error) -> String {
         head.to_string()
     } else {
         format!("{head}: {}", parts.join(": "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_fd_shortage;
+
+    #[test]
+    fn running_out_of_file_descriptors_is_told_apart_from_a_refused_connection() {
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let wrapped = std::io::Error::other(emfile);
+        assert!(is_fd_shortage(&wrapped));
+        assert!(is_fd_shortage(&std::io::Error::from_raw_os_error(23)));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_fd_shortage(&refused));
     }
 }

@@ -14,9 +14,19 @@ pub struct TargetPolicy {
     pub allow_private_targets: bool,
 }
 
+/// The longest target URL accepted (2 KiB): longer ones are refused at
+/// creation and never sent.
+pub const MAX_URL_BYTES: usize = 2048;
+
 /// Checks the URL form: http(s), no credentials, a host, and — for a literal
 /// IP host — an allowed address. Returns the parsed URL.
 pub fn vet_url(field: &str, raw: &str, policy: TargetPolicy) -> Result<Url, AppError> {
+    if raw.len() > MAX_URL_BYTES {
+        return Err(AppError::bad_input(format!(
+            "{field}: expected a URL of at most {MAX_URL_BYTES} bytes, got {} bytes",
+            raw.len()
+        )));
+    }
     let url = Url::parse(raw).map_err(|e| {
         AppError::bad_input(format!(
             "{field}: expected an absolute https:// URL, got {raw:?} ({e})"
@@ -167,12 +177,7 @@ pub fn vet_ip(field: &str, ip: IpAddr, policy: TargetPolicy) -> Result<(), AppEr
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            is_public_v6(v6)
-        }
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
 }
 
@@ -188,22 +193,41 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || o[0] == 0 // "this network"
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64/10
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast (deprecated)
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18/15
         || o[0] >= 240) // reserved
 }
 
+/// Global unicast is `2000::/3`; inside it, the IANA IPv6 special-purpose
+/// registry's blocks are refused, and the transition formats that embed an
+/// IPv4 address (6to4, Teredo, NAT64) are judged by that address. Outside
+/// it, only the IPv4-mapped and IPv4-translated forms can be public (by
+/// their IPv4 address).
 fn is_public_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 maps IPv4 (could reach private v4)
-        || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0))
-    // IPv4-compatible
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if s[..5] == [0; 5] && s[5] == 0xffff {
+        return is_public_v4(v4(s[6], s[7])); // ::ffff:0:0/96, IPv4-mapped
+    }
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return is_public_v4(v4(s[6], s[7])); // ::ffff:0:0:0/96, IPv4-translated
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        // NAT64: 64:ff9b::/96 embeds the IPv4 target; 64:ff9b:1::/48 is local use.
+        return s[2..6] == [0; 4] && is_public_v4(v4(s[6], s[7]));
+    }
+    if s[0] & 0xe000 != 0x2000 {
+        return false; // outside 2000::/3: loopback, ULA, link-local, multicast, 100::/64, …
+    }
+    match (s[0], s[1]) {
+        (0x2002, _) => is_public_v4(v4(s[1], s[2])), // 6to4 2002::/16
+        // Teredo 2001::/32: the server's IPv4, and the client's (inverted).
+        (0x2001, 0x0000) => is_public_v4(v4(s[2], s[3])) && is_public_v4(v4(!s[6], !s[7])),
+        (0x2001, b) if b < 0x0200 => false, // IETF protocol assignments 2001::/23
+        (0x2001, 0x0db8) => false,          // documentation
+        (0x3fff, b) if b < 0x1000 => false, // documentation 3fff::/20
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +279,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ipv6_special_purpose_blocks_and_embedded_ipv4_are_judged() {
+        let refused = [
+            "::ffff:0:7f00:1",                      // IPv4-translated 127.0.0.1
+            "::ffff:0:a00:1",                       // IPv4-translated 10.0.0.1
+            "2002:7f00:1::1",                       // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",                    // 6to4 of 169.254.169.254
+            "2001:0:4136:e378:8000:63bf:80ff:fffe", // Teredo, client 127.0.0.1
+            "2001::1",                              // Teredo, server 0.0.0.0
+            "100::1",                               // discard-only 100::/64
+            "2001:2::1",                            // benchmarking 2001:2::/48
+            "2001:10::1",                           // ORCHID 2001:10::/28
+            "2001:20::1",                           // ORCHIDv2
+            "3fff::1",                              // documentation 3fff::/20
+            "5f00::1",                              // SRv6 SIDs 5f00::/16
+            "64:ff9b::a00:1",                       // NAT64 of 10.0.0.1
+            "64:ff9b:1::1",                         // local-use NAT64
+            "::a00:1",                              // IPv4-compatible (deprecated)
+        ];
+        for raw in refused {
+            let ip: Ipv6Addr = raw.parse().unwrap();
+            assert!(!is_public(IpAddr::V6(ip)), "{raw} should be refused");
+        }
+        assert!(!is_public(IpAddr::V4(Ipv4Addr::new(192, 88, 99, 1))));
+        let public = [
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:82a::200e",
+            "2002:5db8:d822::1",  // 6to4 of 93.184.216.34
+            "64:ff9b::5db8:d822", // NAT64 of 93.184.216.34
+            "::ffff:93.184.216.34",
+            "2001:0:5db8:d822:0:0:a247:2dde", // Teredo, both ends public
+        ];
+        for raw in public {
+            let ip: Ipv6Addr = raw.parse().unwrap();
+            assert!(is_public(IpAddr::V6(ip)), "{raw} should be allowed");
+        }
+    }
+
     #[tokio::test]
     async fn resolver_refuses_names_that_resolve_to_private_addresses() {
         use reqwest::dns::Resolve;
@@ -284,5 +346,10 @@ mod tests {
         assert!(e.message.contains("allow_http"));
         assert!(vet_url("u", "https://user:pw@example.com/", STRICT).is_err());
         assert!(vet_url("u", "ftp://example.com/", STRICT).is_err());
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_BYTES));
+        let e = vet_url("webhook_url", &long, STRICT).unwrap_err();
+        assert!(e.message.contains("at most 2048 bytes"), "{}", e.message);
+        let fits = format!("https://example.com/{}", "a".repeat(MAX_URL_BYTES - 20));
+        assert!(vet_url("u", &fits, STRICT).is_ok());
     }
 }

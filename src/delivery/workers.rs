@@ -60,7 +60,7 @@ pub async fn run_workers(
             spawn_lane(worker, shutdown.clone())
         })
         .collect();
-    let pruner = housekeeping::spawn(&store, &sender, &shutdown);
+    let pruner = housekeeping::spawn(&store, &sender, &settings, &shutdown);
     let result = wait_for_lanes(lanes, &sender, settings.drain, &shutdown).await;
     shutdown.cancel();
     let _ = pruner.await;

@@ -3,7 +3,11 @@
 //! is acked only after its outcome is durable, and the database sees a few
 //! large transactions instead of one per delivery.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::delivery::batcher::Batcher;
 use crate::delivery::outcome::{self, Finished};
@@ -20,7 +24,79 @@ const MAX_BATCH: usize = 512;
 /// later: at-least-once) instead of deadlocking the stop.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
-pub type OutcomeWriter = Batcher<Finished, ()>;
+/// How long a handler keeps trying to record an outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum Patience {
+    /// Until it is recorded (or the process stops): a request was sent,
+    /// and running the job again would send it again because the
+    /// *database* failed.
+    UntilRecorded,
+    /// Up to this long (no request was sent; a delivery left without a job
+    /// is found by the reconciler, `store::jobs::jobless`).
+    For(Duration),
+}
+
+/// Hands outcomes to the batching writer and keeps trying while the
+/// database refuses them, with one log line when recording starts failing
+/// and one when it works again.
+#[derive(Clone)]
+pub struct OutcomeWriter {
+    batcher: Batcher<Finished, ()>,
+    /// Handlers waiting for a failed write to go through.
+    waiting: Arc<AtomicI64>,
+    failing: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+}
+
+impl OutcomeWriter {
+    /// Records `finished`; an `Err` only once patience (or the process) ran out.
+    pub async fn record(&self, finished: Finished, patience: Patience) -> AppResult<()> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        let mut counted = false;
+        loop {
+            let result = self.batcher.call(finished.clone()).await;
+            let e = match result {
+                Ok(()) => {
+                    if counted {
+                        self.done_waiting();
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            crate::metrics::outcome_write_failed();
+            if !counted {
+                counted = true;
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "recording attempt outcomes failed; retrying until the database takes them");
+                }
+            }
+            let out_of_patience = match patience {
+                Patience::UntilRecorded => false,
+                Patience::For(limit) => started.elapsed() + pause > limit,
+            };
+            if out_of_patience || self.shutdown.is_cancelled() {
+                self.done_waiting();
+                return Err(e);
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn done_waiting(&self) {
+        let left = self.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
+        crate::metrics::outcome_writes_waiting(left);
+        if left == 0 && self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("recording attempt outcomes works again");
+        }
+    }
+}
 
 /// Plans the batch (`delivery::outcome`), has the store write the plan,
 /// then parks the endpoints the plan asks for, each in a task of its own:
@@ -52,8 +128,8 @@ async fn write(store: &Store, batch: &[Finished], disable_after: Duration) -> Ap
 }
 
 /// Starts the writer; it stops when the last handle is dropped.
-pub fn spawn(store: Store, disable_after: Duration) -> OutcomeWriter {
-    Batcher::spawn(MAX_BATCH, move |batch: Vec<Finished>| {
+pub fn spawn(store: Store, disable_after: Duration, shutdown: CancellationToken) -> OutcomeWriter {
+    let batcher = Batcher::spawn(MAX_BATCH, move |batch: Vec<Finished>| {
         let store = store.clone();
         async move {
             match write(&store, &batch, disable_after).await {
@@ -73,5 +149,11 @@ pub fn spawn(store: Store, disable_after: Duration) -> OutcomeWriter {
                     .collect(),
             }
         }
-    })
+    });
+    OutcomeWriter {
+        batcher,
+        waiting: Arc::new(AtomicI64::new(0)),
+        failing: Arc::new(AtomicBool::new(false)),
+        shutdown,
+    }
 }

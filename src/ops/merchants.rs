@@ -14,6 +14,7 @@ use crate::domain::{MerchantStatus, SignatureScheme};
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
 use crate::ids::{self, DeliveryId, EventId, MerchantId, Secret};
+use crate::sealing::KeyRing;
 use crate::store::merchants::{self, Merchant};
 use crate::store::{self, Store};
 use crate::time::now_ms;
@@ -71,25 +72,27 @@ pub fn target_policy(cfg: &Config) -> TargetPolicy {
 }
 
 pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResult<WithSecret> {
+    let keys = store.keys()?;
     let secret = ids::new_secret();
     let mut m = Merchant {
         id: MerchantId::new(),
         name: String::new(),
         webhook_url: String::new(),
-        secret: secret.clone(),
+        secret: keys.seal(&secret)?,
         previous_secret: None,
         previous_secret_expires_at: None,
         signature_scheme: SignatureScheme::Standard,
         signature_header: None,
         signature_prefix: None,
-        headers: Secret::new("{}"),
+        headers: keys.seal(&Secret::new("{}"))?,
+        header_names: Vec::new(),
         event_types: None,
         rate_limit_per_sec: None,
         status: MerchantStatus::Active,
         disabled_reason: None,
         created_at: now_ms(),
     };
-    apply(&mut m, input, cfg).await?;
+    apply(&mut m, input, cfg, keys).await?;
     merchants::insert(store, &m).await?;
     Ok(WithSecret {
         merchant: m,
@@ -157,9 +160,11 @@ pub async fn update(
         signature_scheme: Some(scheme.as_str().to_string()),
         headers: match patch.headers {
             Some(h) => Some(h),
-            None => Some(serde_json::from_str(m.headers.expose()).map_err(|_| {
-                AppError::internal("stored extra headers are not a JSON object of strings")
-            })?),
+            None => Some(
+                merchants::open_headers(store.keys()?, &m.headers)?
+                    .into_iter()
+                    .collect(),
+            ),
         },
         event_types: patch.event_types.unwrap_or_else(|| {
             m.event_types
@@ -168,13 +173,18 @@ pub async fn update(
         }),
         rate_limit_per_sec: patch.rate_limit_per_sec.unwrap_or(m.rate_limit_per_sec),
     };
-    apply(&mut m, input, cfg).await?;
+    apply(&mut m, input, cfg, store.keys()?).await?;
     merchants::update(store, &m).await?;
     Ok(m)
 }
 
 /// Validates `input` and writes it into `m`; errors name the field.
-async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<()> {
+async fn apply(
+    m: &mut Merchant,
+    input: NewMerchant,
+    cfg: &Config,
+    keys: &KeyRing,
+) -> AppResult<()> {
     let name = input.name.trim();
     super::text("name", name, 200)?;
     target::vet_url_resolved("webhook_url", &input.webhook_url, target_policy(cfg)).await?;
@@ -187,7 +197,9 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
         input.signature_header.as_deref(),
         input.signature_prefix.as_deref(),
     )?;
-    let headers = extra_headers(input.headers.unwrap_or_default(), header.as_deref())?;
+    let given = input.headers.unwrap_or_default();
+    let header_names: Vec<String> = given.keys().cloned().collect();
+    let headers = keys.seal(&extra_headers(given, header.as_deref())?)?;
     let event_types = match input.event_types {
         None => None,
         Some(list) => {
@@ -211,6 +223,7 @@ async fn apply(m: &mut Merchant, input: NewMerchant, cfg: &Config) -> AppResult<
     m.signature_header = header;
     m.signature_prefix = prefix;
     m.headers = headers;
+    m.header_names = header_names;
     m.event_types = event_types;
     m.rate_limit_per_sec = input.rate_limit_per_sec;
     Ok(())
@@ -290,7 +303,9 @@ pub async fn rotate_secret(
         ));
     }
     let secret = ids::new_secret();
-    merchants::rotate_secret(store, id, &secret, now_ms() + overlap.as_millis() as i64).await?;
+    let sealed = store.keys()?.seal(&secret)?;
+    let until = now_ms() + overlap.as_millis() as i64;
+    merchants::rotate_secret(store, id, &sealed, until).await?;
     let m = merchants::get(store, id).await?;
     Ok(WithSecret {
         merchant: m,

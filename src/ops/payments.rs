@@ -110,12 +110,7 @@ pub async fn detect(
 ) -> AppResult<Payment> {
     text("tx_hash", &d.tx_hash, 200)?;
     Amount::parse("amount", &d.amount)?;
-    if d.block_number < 0 {
-        return Err(AppError::bad_input(format!(
-            "block_number: expected a non-negative whole number, got {}",
-            d.block_number
-        )));
-    }
+    crate::domain::block_height("block_number", d.block_number)?;
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     let current = payments::get_in(&mut tx, id).await?;
@@ -183,10 +178,6 @@ pub async fn set_head(store: &Store, cfg: &Config, chain: &str, height: i64) -> 
              setting it by hand is only for chains without rpc_url"
         )));
     }
-    if height < 0 {
-        return Err(AppError::bad_input(format!(
-            "height: expected a non-negative whole number, got {height}"
-        )));
-    }
+    crate::domain::block_height("height", height)?;
     chains::set_head(store, chain, height, now_ms()).await
 }

@@ -249,11 +249,14 @@ fn quantity(v: &Value, what: &str) -> Result<i64, NodeError> {
                 "{what}: expected a hex quantity such as \"0x1b4\""
             ))
         })?;
-    i64::from_str_radix(digits, 16).map_err(|_| {
-        bad(&format!(
-            "{what}: expected a hex quantity such as \"0x1b4\""
-        ))
-    })
+    i64::from_str_radix(digits, 16)
+        .ok()
+        .filter(|n| *n <= crate::domain::MAX_BLOCK_HEIGHT)
+        .ok_or_else(|| {
+            bad(&format!(
+                "{what}: expected a hex quantity such as \"0x1b4\" of at most 2^53 - 1"
+            ))
+        })
 }
 
 /// A 256-bit hex quantity as a decimal integer string (exact).
@@ -322,6 +325,8 @@ mod tests {
         assert!(quantity(&json!("0x"), "x").is_err());
         assert!(quantity(&json!(12), "x").is_err());
         assert!(quantity(&json!("0xffffffffffffffff"), "x").is_err());
+        assert!(quantity(&json!("0x20000000000000"), "x").is_err());
+        assert_eq!(quantity(&json!("0x1fffffffffffff"), "x"), Ok((1 << 53) - 1));
         assert_eq!(
             wei(&json!("0xde0b6b3a7640000")).unwrap(),
             "1000000000000000000"

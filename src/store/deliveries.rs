@@ -8,7 +8,8 @@ use super::sql::{id_rows, query, Sql};
 use super::{Page, Store};
 use crate::domain::{AttemptErrorKind, DeliveryStatus, MerchantStatus, SignatureScheme};
 use crate::error::{AppError, AppResult};
-use crate::ids::{DeliveryId, EventId, MerchantId, Secret};
+use crate::ids::{DeliveryId, EventId, MerchantId};
+use crate::sealing::Sealed;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Delivery {
@@ -80,15 +81,15 @@ pub struct AttemptContext {
     pub merchant_id: MerchantId,
     #[sqlx(try_from = "String")]
     pub merchant_status: MerchantStatus,
-    pub secret: Secret,
-    pub previous_secret: Option<Secret>,
+    pub secret: Sealed,
+    pub previous_secret: Option<Sealed>,
     pub previous_secret_expires_at: Option<i64>,
     #[sqlx(try_from = "String")]
     pub signature_scheme: SignatureScheme,
     pub signature_header: Option<String>,
     pub signature_prefix: Option<String>,
-    /// JSON object of extra static headers; the values are secrets.
-    pub headers: Secret,
+    /// JSON object of extra static headers, sealed (the values are secrets).
+    pub headers: Sealed,
     pub rate_limit_per_sec: Option<i64>,
 }
 

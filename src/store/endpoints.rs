@@ -101,8 +101,9 @@ const RESTART_CLOCK: Sql =
 /// (`endpoint_disabled`) and its queued job removed, and the failure clock
 /// restarts (so `merchant enable` gives it a fresh period).
 pub async fn disable(tx: &mut Tx, endpoint: &str, now: i64) -> AppResult<u64> {
+    let origin = crate::urls::key_origin(endpoint);
     let reason = format!(
-        "endpoint {endpoint} failing without a success since before circuit.disable_after (disabled {})",
+        "endpoint {origin} failing without a success since before circuit.disable_after (disabled {})",
         crate::time::rfc3339(now)
     );
     query(DISABLE_MERCHANTS)
@@ -122,7 +123,7 @@ pub async fn disable(tx: &mut Tx, endpoint: &str, now: i64) -> AppResult<u64> {
         .execute(&mut *tx)
         .await?;
     tracing::warn!(
-        endpoint,
+        endpoint = origin,
         dead_lettered = dead.len(),
         "endpoint disabled after failing for circuit.disable_after"
     );

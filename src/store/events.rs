@@ -54,7 +54,7 @@ pub async fn emit_for_payments(
     items: &[PaymentEvent<'_>],
     now: i64,
 ) -> AppResult<usize> {
-    let rows: Vec<EventRow> = items.iter().map(|it| payment_event_row(it, now)).collect();
+    let rows = payment_event_rows(tx, items, now).await?;
     let deliveries = insert_events(tx, &rows, now).await?;
     Ok(deliveries.iter().flatten().count())
 }
@@ -65,12 +65,51 @@ pub async fn emit_for_payment(
     item: &PaymentEvent<'_>,
     now: i64,
 ) -> AppResult<Option<DeliveryId>> {
-    let row = payment_event_row(item, now);
-    Ok(insert_events(tx, &[row], now).await?.pop().flatten())
+    let rows = payment_event_rows(tx, std::slice::from_ref(item), now).await?;
+    Ok(insert_events(tx, &rows, now).await?.pop().flatten())
 }
 
-fn payment_event_row(it: &PaymentEvent<'_>, now: i64) -> EventRow {
-    let id = EventId::new();
+const EVENT_COUNTS: Sql = Sql::each(
+    "SELECT payment_id, COUNT(*) FROM events \
+     WHERE payment_id IN (SELECT value ->> 'id' FROM json_each($1)) GROUP BY payment_id",
+    "SELECT payment_id, COUNT(*) FROM events \
+     WHERE payment_id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) GROUP BY payment_id",
+);
+
+/// The rows of payment events, each with the id its state change derives
+/// ([`EventId::of_change`]): the sequence is how many events the payment
+/// already has, read in the same transaction.
+async fn payment_event_rows(
+    tx: &mut Tx,
+    items: &[PaymentEvent<'_>],
+    now: i64,
+) -> AppResult<Vec<EventRow>> {
+    let ids: Vec<&str> = items.iter().map(|it| it.payment.id.as_str()).collect();
+    let counts: Vec<(PaymentId, i64)> = query(EVENT_COUNTS)
+        .bind(super::sql::id_rows(&ids))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut seq: std::collections::HashMap<PaymentId, i64> = counts.into_iter().collect();
+    Ok(items
+        .iter()
+        .map(|it| {
+            let n = seq.entry(it.payment.id.clone()).or_insert(0);
+            let row = payment_event_row(it, u64::try_from(*n).unwrap_or(0), now);
+            *n += 1;
+            row
+        })
+        .collect())
+}
+
+fn payment_event_row(it: &PaymentEvent<'_>, seq: u64, now: i64) -> EventRow {
+    let p = it.payment;
+    let id = EventId::of_change(
+        &p.id,
+        p.created_at,
+        it.kind.as_str(),
+        p.tx_hash.as_deref(),
+        seq,
+    );
     let data = it.payment.event_data(it.head, it.reason);
     let payload = events::payment_body(id.as_str(), it.kind, now, data);
     let url = it
@@ -223,15 +262,17 @@ async fn insert_deliveries(tx: &mut Tx, rows: &[NewDelivery], now: i64) -> AppRe
 /// A new pending delivery of an existing event, due now.
 pub async fn insert_delivery(
     tx: &mut Tx,
+    id: &DeliveryId,
     event_id: &EventId,
     merchant_id: &MerchantId,
     url: &str,
     now: i64,
-) -> AppResult<DeliveryId> {
-    let row = NewDelivery::new(event_id, merchant_id, url);
-    let id = row.id.clone();
-    insert_deliveries(tx, &[row], now).await?;
-    Ok(id)
+) -> AppResult<()> {
+    let row = NewDelivery {
+        id: id.clone(),
+        ..NewDelivery::new(event_id, merchant_id, url)
+    };
+    insert_deliveries(tx, &[row], now).await
 }
 
 const GET: Sql = Sql::both(

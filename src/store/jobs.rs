@@ -212,9 +212,11 @@ pub async fn make_due_for_merchant(
 }
 
 const PRUNE_DONE: Sql = Sql::each(
-    "DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL \
+    "DELETE FROM Jobs WHERE (status IN ('Done', 'Killed') \
+     OR (status = 'Failed' AND attempts >= max_attempts)) AND done_at IS NOT NULL \
      AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - 60",
-    "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL \
+    "DELETE FROM apalis.jobs WHERE (status IN ('Done', 'Killed') \
+     OR (status = 'Failed' AND attempts >= max_attempts)) AND done_at IS NOT NULL \
      AND done_at < now() - interval '60 seconds'",
 );
 
@@ -226,7 +228,8 @@ const PRUNE_WORKERS: Sql = Sql::each(
 );
 
 /// Deletes jobs that finished without an outcome write (stale re-runs,
-/// acked by apalis) a minute after, and workers gone for an hour. The
+/// acked by apalis; jobs apalis gave up on) a minute after, and workers
+/// gone for an hour. The
 /// `deliveries` and `delivery_attempts` tables are the record; the queue is
 /// only a queue. Returns the jobs deleted.
 pub async fn prune(db: &Db) -> AppResult<u64> {
@@ -337,4 +340,36 @@ pub async fn relay_inserts(db: Db, signal: QueueSignal, shutdown: CancellationTo
             },
         }
     }
+}
+
+const JOBLESS: Sql = Sql::each(
+    "SELECT d.id, d.attempts FROM deliveries d \
+     WHERE d.status = 'pending' AND d.next_attempt_at < $1 AND NOT EXISTS (SELECT 1 FROM Jobs j \
+     WHERE CAST(j.job AS TEXT) ->> 'delivery_id' = d.id AND (j.status = 'Pending' \
+     OR (j.status = 'Failed' AND j.attempts < j.max_attempts) \
+     OR (j.status IN ('Queued', 'Running') AND j.lock_at > $2))) LIMIT $3",
+    "SELECT d.id, d.attempts FROM deliveries d \
+     WHERE d.status = 'pending' AND d.next_attempt_at < $1 AND NOT EXISTS (SELECT 1 FROM apalis.jobs j \
+     WHERE j.metadata -> 'delivery_id' = d.id AND (j.status = 'Pending' \
+     OR (j.status = 'Failed' AND j.attempts < j.max_attempts) \
+     OR (j.status IN ('Queued', 'Running') AND j.lock_at > to_timestamp($2)))) LIMIT $3",
+);
+
+/// Pending deliveries due before `due_before_ms` that have no live job: none
+/// waiting, none retryable, none locked by a worker since `locked_since_ms`.
+/// (A job a worker gave up on, or an attempt whose deferral could not be
+/// written while the database failed, leaves its delivery so.) Returns
+/// each with its attempts so far.
+pub async fn jobless(
+    db: &Db,
+    due_before_ms: i64,
+    locked_since_ms: i64,
+    limit: i64,
+) -> AppResult<Vec<(DeliveryId, i64)>> {
+    Ok(query(JOBLESS)
+        .bind(due_before_ms)
+        .bind(locked_since_ms.div_euclid(1000))
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
 }

@@ -7,28 +7,34 @@ use super::{jobs, Page, Store};
 use crate::domain::{MerchantStatus, SignatureScheme};
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
-use crate::ids::{DeliveryId, MerchantId, Secret};
+use crate::ids::{DeliveryId, MerchantId};
+use crate::sealing::{KeyRing, Sealed};
 
-/// A merchant row. Serialized (CLI, API) without its secrets and with only
-/// the names of its extra headers, whose values are secrets too.
+/// A merchant row. Its secrets and extra header values are stored sealed
+/// (`sealing`); serialized (CLI, API) without them, with only the names of
+/// its extra headers.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Merchant {
     pub id: MerchantId,
     pub name: String,
     pub webhook_url: String,
     #[serde(skip)]
-    pub secret: Secret,
+    pub secret: Sealed,
     #[serde(skip)]
-    pub previous_secret: Option<Secret>,
+    pub previous_secret: Option<Sealed>,
     #[serde(serialize_with = "crate::time::ser::opt_ms")]
     pub previous_secret_expires_at: Option<i64>,
     #[sqlx(try_from = "String")]
     pub signature_scheme: SignatureScheme,
     pub signature_header: Option<String>,
     pub signature_prefix: Option<String>,
-    /// JSON object of extra static headers; the values are secrets.
-    #[serde(serialize_with = "header_names")]
-    pub headers: Secret,
+    /// JSON object of extra static headers, sealed (the values are secrets).
+    #[serde(skip)]
+    pub headers: Sealed,
+    /// The names of the extra headers (filled by `get`, `find` and `list`).
+    #[sqlx(skip)]
+    #[serde(rename = "headers")]
+    pub header_names: Vec<String>,
     /// JSON array of subscribed event types; `None` means all.
     #[serde(serialize_with = "json_list")]
     pub event_types: Option<String>,
@@ -40,10 +46,19 @@ pub struct Merchant {
     pub created_at: i64,
 }
 
-fn header_names<S: serde::Serializer>(headers: &Secret, s: S) -> Result<S::Ok, S::Error> {
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(headers.expose())
-        .map_err(|_| serde::ser::Error::custom("stored extra headers are not a JSON object"))?;
-    s.collect_seq(map.keys())
+/// The extra headers of a stored (sealed) JSON object.
+pub fn open_headers(keys: &KeyRing, sealed: &Sealed) -> AppResult<Vec<(String, String)>> {
+    let plain = keys.open(sealed)?;
+    serde_json::from_str::<std::collections::BTreeMap<String, String>>(plain.expose())
+        .map(|m| m.into_iter().collect())
+        .map_err(|_| AppError::internal("stored extra headers are not a JSON object of strings"))
+}
+
+/// Fills the header names a merchant is shown with.
+fn with_names(store: &Store, mut m: Merchant) -> AppResult<Merchant> {
+    let headers = open_headers(store.keys()?, &m.headers)?;
+    m.header_names = headers.into_iter().map(|(k, _)| k).collect();
+    Ok(m)
 }
 
 fn json_list<S: serde::Serializer>(list: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -79,7 +94,7 @@ pub async fn insert(store: &Store, m: &Merchant) -> AppResult<()> {
         .bind(&m.name)
         .bind(&m.webhook_url)
         .bind(&m.secret)
-        .bind(m.previous_secret.as_ref().map(Secret::expose))
+        .bind(m.previous_secret.as_ref())
         .bind(m.previous_secret_expires_at)
         .bind(m.signature_scheme)
         .bind(&m.signature_header)
@@ -128,7 +143,12 @@ const GET: Sql = Sql::both(
 );
 
 pub async fn find(store: &Store, id: &MerchantId) -> AppResult<Option<Merchant>> {
-    Ok(query(GET).bind(id).fetch_optional(store.db()).await?)
+    query(GET)
+        .bind(id)
+        .fetch_optional(store.db())
+        .await?
+        .map(|m| with_names(store, m))
+        .transpose()
 }
 
 pub async fn get(store: &Store, id: &MerchantId) -> AppResult<Merchant> {
@@ -137,7 +157,8 @@ pub async fn get(store: &Store, id: &MerchantId) -> AppResult<Merchant> {
         .ok_or_else(|| AppError::not_found("merchant", id.as_str()))
 }
 
-/// The merchant, read inside the caller's transaction. Code holding a write
+/// The merchant, read inside the caller's transaction (without its header
+/// names, which need the key ring to read). Code holding a write
 /// transaction must read through it, not the pool: on SQLite, callers
 /// waiting for the write lock can hold every pooled connection, and a read
 /// from the pool would then wait for them while they wait for it.
@@ -157,11 +178,14 @@ const LIST: Sql = Sql::both(
 );
 
 pub async fn list(store: &Store, page: &Page) -> AppResult<Vec<Merchant>> {
-    Ok(query(LIST)
+    query(LIST)
         .bind(&page.cursor)
         .bind(page.limit)
         .fetch_all(store.db())
-        .await?)
+        .await?
+        .into_iter()
+        .map(|m| with_names(store, m))
+        .collect()
 }
 
 const ROTATE_SECRET: Sql = Sql::both(
@@ -173,7 +197,7 @@ const ROTATE_SECRET: Sql = Sql::both(
 pub async fn rotate_secret(
     store: &Store,
     id: &MerchantId,
-    new_secret: &Secret,
+    new_secret: &Sealed,
     expires_at: i64,
 ) -> AppResult<()> {
     let done = query(ROTATE_SECRET)
@@ -220,4 +244,60 @@ pub async fn enable(store: &Store, id: &MerchantId) -> AppResult<()> {
     }
     jobs::make_due_for_merchant(&mut tx, id).await?;
     store.commit(tx, true).await
+}
+
+const SEALED_COLUMNS: Sql = Sql::both("SELECT id, secret, previous_secret, headers FROM merchants");
+
+const RESEAL: Sql = Sql::both(
+    "UPDATE merchants SET secret = $2, previous_secret = $3, headers = $4 \
+     WHERE id = $1 AND secret = $5",
+);
+
+const CLEAR_EXPIRED: Sql = Sql::both(
+    "UPDATE merchants SET previous_secret = NULL, previous_secret_expires_at = NULL \
+     WHERE previous_secret_expires_at IS NOT NULL AND previous_secret_expires_at <= $1",
+);
+
+/// Which rows [`reseal`] seals again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseal {
+    /// Rows written before sealing existed (at every start).
+    Unsealed,
+    /// Every row not under the current key (`payhook secrets rotate-key`).
+    NotUnderCurrentKey,
+}
+
+/// Seals stored secrets and header sets under the current key, and forgets
+/// expired previous secrets. Returns how many merchants changed.
+pub async fn reseal(store: &Store, which: Reseal, now: i64) -> AppResult<u64> {
+    let keys = store.keys()?;
+    clear_expired(store, now).await?;
+    let rows: Vec<(MerchantId, Sealed, Option<Sealed>, Sealed)> =
+        query(SEALED_COLUMNS).fetch_all(store.db()).await?;
+    let mut changed = 0;
+    for (id, secret, previous, headers) in rows {
+        let current = |s: &Sealed| match which {
+            Reseal::Unsealed => s.is_sealed(),
+            Reseal::NotUnderCurrentKey => keys.is_current(s),
+        };
+        if current(&secret) && current(&headers) && previous.as_ref().is_none_or(current) {
+            continue;
+        }
+        let again = |s: &Sealed| keys.open(s).and_then(|plain| keys.seal(&plain));
+        let previous = previous.as_ref().map(again).transpose()?;
+        changed += query(RESEAL)
+            .bind(&id)
+            .bind(&again(&secret)?)
+            .bind(previous.as_ref())
+            .bind(&again(&headers)?)
+            .bind(&secret)
+            .execute(store.db())
+            .await?;
+    }
+    Ok(changed)
+}
+
+/// Forgets previous secrets whose overlap has ended.
+pub async fn clear_expired(store: &Store, now: i64) -> AppResult<u64> {
+    Ok(query(CLEAR_EXPIRED).bind(now).execute(store.db()).await?)
 }

@@ -28,7 +28,9 @@ pub use self::jobs::QueueSignal;
 pub use self::sql::{query, Db, Sql, Tx};
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
+use crate::sealing::KeyRing;
 use crate::urls::redact_url;
+use std::sync::Arc;
 
 /// The handle every part of payhook shares: connection pools, plus the
 /// signal that wakes local queue workers when a transaction made work due.
@@ -43,17 +45,19 @@ pub struct Store {
     queue: Db,
     writer: Db,
     signal: QueueSignal,
+    keys: Option<Arc<KeyRing>>,
 }
 
 impl Store {
     /// Opens the database named by `database.url`: `sqlite://…` or
     /// `postgres://…`.
     pub async fn connect(cfg: &Config) -> AppResult<Store> {
-        let store = if cfg.is_postgres() {
+        let mut store = if cfg.is_postgres() {
             Self::connect_postgres(cfg)?
         } else {
             Self::connect_sqlite(cfg)?
         };
+        store.keys = cfg.key_ring()?.map(Arc::new);
         // Connect now, so a bad path, host or password fails at start-up.
         store.ping().await.map_err(|e| {
             AppError::internal(format!(
@@ -86,6 +90,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
             .pragma("temp_store", "MEMORY");
+        owner_only(opts.get_filename(), cfg.database.url.contains("mode=rwc"))?;
         let open = |size: u32| {
             Db::Sqlite(
                 SqlitePoolOptions::new()
@@ -99,6 +104,7 @@ impl Store {
             queue: open(2),
             writer: open(1),
             signal: QueueSignal::default(),
+            keys: None,
         })
     }
 
@@ -127,6 +133,7 @@ impl Store {
             queue: open(4),
             writer: open(2),
             signal: QueueSignal::default(),
+            keys: None,
         })
     }
 
@@ -151,7 +158,20 @@ impl Store {
                 migrator.run(pool).await?;
             }
         }
+        // Rows written before secrets were sealed at rest are sealed now.
+        if self.keys.is_some() {
+            let unsealed = merchants::Reseal::Unsealed;
+            merchants::reseal(self, unsealed, crate::time::now_ms()).await?;
+        }
         Ok(())
+    }
+
+    /// The keys that seal and open stored secrets; an error saying how to
+    /// make one when `secrets.key` is not configured.
+    pub fn keys(&self) -> AppResult<&KeyRing> {
+        self.keys
+            .as_deref()
+            .ok_or_else(|| AppError::config(crate::config::MISSING_KEY))
     }
 
     /// The general pool (reads, API, CLI, scanner).
@@ -207,6 +227,46 @@ impl Store {
         };
         let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
     }
+}
+
+/// The SQLite database file and its `-wal`/`-shm` companions hold secrets
+/// (sealed) and payment data: the file is created owner-only (0600) before
+/// SQLite opens it (SQLite gives the companions the file's permissions),
+/// and an existing one is made owner-only.
+fn owner_only(path: &std::path::Path, create: bool) -> AppResult<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = if create {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map(|_| ())
+        } else {
+            Err(std::io::ErrorKind::AlreadyExists.into())
+        };
+        match created {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = format!("{name}{suffix}");
+                    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+            Err(e) => {
+                return Err(AppError::internal(format!(
+                    "cannot create database file {name}: {e}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Pages of list routes: `limit` rows after `cursor` (an id), newest first.

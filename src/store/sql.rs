@@ -382,8 +382,13 @@ impl<T: crate::domain::Stored> From<Option<T>> for Arg {
         Arg::Text(v.map(|v| v.stored().to_string()))
     }
 }
-impl From<&crate::ids::Secret> for Arg {
-    fn from(v: &crate::ids::Secret) -> Self {
-        Arg::Text(Some(v.expose().to_string()))
+impl From<&crate::sealing::Sealed> for Arg {
+    fn from(v: &crate::sealing::Sealed) -> Self {
+        Arg::Text(Some(v.as_stored().to_string()))
+    }
+}
+impl From<Option<&crate::sealing::Sealed>> for Arg {
+    fn from(v: Option<&crate::sealing::Sealed>) -> Self {
+        Arg::Text(v.map(|v| v.as_stored().to_string()))
     }
 }

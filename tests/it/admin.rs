@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{wait_for, Env, Receiver};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+const TOKEN: &str = "test-admin-token-0123456789-abcdefghijkl";
 
 struct Api {
     base: String,
@@ -542,4 +542,74 @@ async fn bad_bodies_name_the_field_and_never_500() {
             assert!(b["error"]["code"].is_string(), "{path} {body:?}: {b}");
         }
     }
+}
+
+/// The admin listener against slow and greedy clients: incomplete headers
+/// are cut off, oversized bodies refused with 413, and a crowd of idle
+/// connections cannot starve `/healthz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_cuts_off_slow_headers_refuses_big_bodies_and_bounds_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new().await;
+    let api = Api::start(&env).await;
+    let addr = api.base.trim_start_matches("http://").to_string();
+
+    // Headers that never finish: the connection is closed after ~10 s.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a connection with unfinished headers stayed open 20 s"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "closed after {took:?}, expected ~10 s"
+    );
+
+    // A body over 1 MiB: 413, named.
+    let big = format!(
+        "{{\"name\":\"{}\",\"webhook_url\":\"https://example.com/\"}}",
+        "x".repeat(admin::MAX_BODY_BYTES)
+    );
+    let (st, b) = api
+        .call_with(Method::POST, "/v1/merchants", Some(&big), Some(TOKEN))
+        .await;
+    assert_eq!(st, 413, "{b}");
+    assert_eq!(b["error"]["code"], "payload_too_large");
+
+    // More idle connections than the cap: /healthz still answers once the
+    // oldest are cut off, and the process keeps its descriptors.
+    let cap = admin::max_connections();
+    let mut idle = Vec::new();
+    for _ in 0..(cap + 20).min(1100) {
+        if let Ok(c) = tokio::net::TcpStream::connect(&addr).await {
+            idle.push(c);
+        }
+    }
+    let healthz = tokio::time::timeout(
+        Duration::from_secs(20),
+        api.client.get(format!("{}/healthz", api.base)).send(),
+    )
+    .await;
+    assert!(
+        matches!(healthz, Ok(Ok(ref r)) if r.status() == 200),
+        "/healthz did not answer within 20 s beside {} idle connections (cap {cap})",
+        idle.len()
+    );
+    drop(idle);
+    api.stop.cancel();
 }

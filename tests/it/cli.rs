@@ -35,7 +35,11 @@ fn init_writes_a_token_once() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&path).unwrap();
     let token_line = text.lines().find(|l| l.starts_with("token = ")).unwrap();
-    assert!(token_line.len() > 30);
+    assert!(token_line.len() > 40);
+    // It holds the token: owner-only, from the moment it exists.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "config file mode {mode:o}");
     let again = Command::new(payhook_bin())
         .args(["--config"])
         .arg(&path)

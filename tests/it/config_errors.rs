@@ -86,3 +86,26 @@ fn serve_requires_admin_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
 }
+
+#[test]
+fn serve_without_a_secrets_key_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["serve", "worker", "scanner"] {
+        let out = Command::new(payhook_bin())
+            .arg(role)
+            .current_dir(dir.path())
+            .env(
+                "PAYHOOK__ADMIN__TOKEN",
+                "Zx8-plenty-of-random-characters-4Qw7eRt",
+            )
+            .env_remove("PAYHOOK__SECRETS__KEY")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{role}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("secrets.key") && err.contains("payhook init"),
+            "{role}: {err}"
+        );
+    }
+}

@@ -114,3 +114,74 @@ async fn kill_9_mid_run_loses_no_event_and_confirms_nothing_twice() {
     );
     assert_eq!(events.len(), total * 2);
 }
+
+/// A confirmation redone after its first write was lost (a database copy
+/// from before the scan restored, as after an OS crash with
+/// `synchronous = NORMAL`) gets the same event id, so a merchant who
+/// deduplicates on `webhook-id` is not credited twice.
+#[tokio::test]
+async fn a_redone_confirmation_gets_the_same_event_id() {
+    use payhook::scanner::scan_once;
+    let env = Env::new().await;
+    let m = env.merchant("http://127.0.0.1:9/none").await;
+    env.set_head(100).await;
+    let id = env
+        .detected_payment(&m.merchant.id, "REDO", "1", "1", 100)
+        .await;
+    env.set_head(111).await;
+    let confirmed_ids = || async {
+        payhook::store::events::list_for_payment(&env.store, &id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.id))
+            .collect::<Vec<_>>()
+    };
+    if crate::support::on_postgres() {
+        // Postgres: the lost write is undone by hand.
+        scan_once(&env.store, &env.cfg).await.unwrap();
+        let first = confirmed_ids().await;
+        env.exec("DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE type = 'payment.confirmed')").await;
+        env.exec("DELETE FROM events WHERE type = 'payment.confirmed'")
+            .await;
+        env.exec("UPDATE payments SET status = 'detected', confirmed_at = NULL")
+            .await;
+        scan_once(&env.store, &env.cfg).await.unwrap();
+        assert_eq!(confirmed_ids().await, first);
+        assert_eq!(first.len(), 2, "{first:?}");
+        return;
+    }
+    // SQLite: a real copy of the database file from before the scan.
+    let snapshot = env.dir.path().join("before-scan.db");
+    env.exec_string(format!("VACUUM INTO '{}'", snapshot.display()))
+        .await;
+    scan_once(&env.store, &env.cfg).await.unwrap();
+    let first = confirmed_ids().await;
+    assert_eq!(first.len(), 2, "detected and confirmed: {first:?}");
+    env.store.close().await;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", env.db_path().display()));
+    }
+    std::fs::copy(&snapshot, env.db_path()).unwrap();
+    let store = payhook::store::Store::open(&env.cfg).await.unwrap();
+    assert!(
+        payhook::store::events::list_for_payment(&store, &id)
+            .await
+            .unwrap()
+            .len()
+            == 1,
+        "the restored copy lost the confirmation"
+    );
+    scan_once(&store, &env.cfg).await.unwrap();
+    let again: Vec<_> = payhook::store::events::list_for_payment(&store, &id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.id))
+        .collect();
+    assert_eq!(
+        again, first,
+        "the redone confirmation has the same event id"
+    );
+    store.close().await;
+}

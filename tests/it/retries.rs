@@ -173,3 +173,52 @@ async fn bulk_resubmit_by_filter_skips_rows_already_resubmitted() {
         3
     );
 }
+
+/// Two bulk resubmissions of the same rows at once (two admins, two
+/// processes): each dead letter gets exactly one new delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bulk_resubmissions_make_one_delivery_per_dead_letter() {
+    const N: i64 = 40;
+    let env = Env::with(|c| {
+        c.retry.max_attempts = 1;
+        c.circuit.failure_threshold = 1000;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.script("/x", vec![503.into()]);
+    let m = env.merchant(&rx.url("/x")).await;
+    for _ in 0..N {
+        payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+            .await
+            .unwrap();
+    }
+    let pipeline = env.start();
+    wait_for(Duration::from_secs(30), "the dead letters", || async {
+        (env.count("SELECT COUNT(*) FROM dead_letters").await == N).then_some(())
+    })
+    .await;
+    pipeline.stop().await.unwrap();
+    let filter = dead_letters::Filter::default();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, filter) = (env.store.clone(), filter.clone());
+            tokio::spawn(async move { dlq::resubmit_matching(&store, &filter).await })
+        })
+        .collect();
+    let mut total = 0;
+    for r in runs {
+        total += r.await.unwrap().unwrap();
+    }
+    assert_eq!(total, N as u64, "each row counted by exactly one run");
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+            .await,
+        N,
+        "one new delivery per dead letter"
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM dead_letters WHERE resubmitted_delivery_id IN (SELECT id FROM deliveries)")
+            .await,
+        N
+    );
+}

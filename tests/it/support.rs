@@ -167,6 +167,9 @@ pub struct Env {
 }
 
 /// Test settings: loopback targets allowed, fast retries, one chain.
+/// The tests' `secrets.key` (base64 of 32 bytes).
+pub const TEST_SECRETS_KEY: &str = "dGVzdHMtb25seS1rZXktMDEyMzQ1Njc4OWFiY2RlZmc=";
+
 pub fn test_config(db: &std::path::Path) -> Config {
     let mut cfg = Config::default();
     cfg.database.url = format!("sqlite://{}?mode=rwc", db.display());
@@ -187,7 +190,8 @@ pub fn test_config(db: &std::path::Path) -> Config {
             rpc_url: None,
         },
     );
-    cfg.admin.token = Some(Secret::new("test-admin-token-0123456789"));
+    cfg.admin.token = Some(Secret::new("test-admin-token-0123456789-abcdefghijkl"));
+    cfg.secrets.key = Some(Secret::new(TEST_SECRETS_KEY));
     cfg
 }
 
@@ -302,6 +306,12 @@ impl Env {
             .unwrap()
     }
 
+    /// Runs a statement built at run time (test set-up only).
+    pub async fn exec_string(&self, sql: String) {
+        let sql: &'static str = Box::leak(sql.into_boxed_str());
+        self.exec(sql).await
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         payhook::store::query(payhook::store::Sql::both(sql))
             .scalar(self.store.db())
@@ -377,6 +387,9 @@ fn toml_of(cfg: &Config) -> String {
             .map(Secret::expose)
             .unwrap_or_default()
     );
+    if let Some(key) = &cfg.secrets.key {
+        s += &format!("[secrets]\nkey = {:?}\n", key.expose());
+    }
     s
 }
 
