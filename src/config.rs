@@ -112,6 +112,9 @@ pub struct DeliveryConfig {
     pub max_in_flight_per_endpoint: u32,
     pub allow_http: bool,
     pub allow_private_targets: bool,
+    /// `http://host:port` of a CONNECT proxy for all egress to merchants.
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +181,7 @@ impl Default for Config {
                 max_in_flight_per_endpoint: 8,
                 allow_http: false,
                 allow_private_targets: false,
+                proxy: None,
             },
             retry: RetryConfig {
                 max_attempts: 20,
@@ -334,7 +338,26 @@ impl DeliveryConfig {
         positive(
             "delivery.max_in_flight_per_endpoint",
             d.max_in_flight_per_endpoint as u64,
-        )
+        )?;
+        if let Some(p) = &d.proxy {
+            let ok = url::Url::parse(p).is_ok_and(|u| {
+                u.scheme() == "http"
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.port().is_some()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.path().len() <= 1
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(bad(
+                    "delivery.proxy",
+                    "http://HOST:PORT of a CONNECT proxy (no credentials or path)",
+                    &redact_url(p),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `retry`       — backoff schedule and Retry-After parsing (pure functions)
 //! - `governor`    — per endpoint: in-flight cap, circuit breaker, rate limit (GCRA)
 //! - `target`      — URL and address vetting (SSRF guard)
+//! - `proxy`       — egress through delivery.proxy, CONNECT to the vetted address
 //! - `dlq`         — dead letters, resubmission and event replay
 //! - `settings`    — what the config means for workers and sender (slots, polling)
 //! - `housekeeping`— pruning, vacuum, rate-limit shares, cross-process wake-ups
@@ -18,6 +19,7 @@ pub mod dlq;
 pub mod governor;
 pub mod housekeeping;
 pub mod outcome;
+pub mod proxy;
 pub mod retry;
 pub mod sender;
 pub mod settings;

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::delivery::batcher::Batcher;
 use crate::delivery::governor::{EndpointGovernor, GovernorSettings, Held, Pass};
 use crate::delivery::outcome::{self, Exchanged, Finished, Next, Outcome};
+use crate::delivery::proxy::{ProxyClient, ProxyError};
 use crate::delivery::retry::{parse_retry_after, RetryPolicy};
 use crate::delivery::settings::WorkerSettings;
 use crate::delivery::signer::{self, HexFormat};
@@ -57,6 +58,9 @@ pub struct Sender {
     writer: OutcomeWriter,
     /// Opens the sealed secrets and header values of attempt contexts.
     keys: KeyRing,
+    /// `delivery.proxy`, when egress goes through one.
+    proxy: Option<ProxyClient>,
+    timeout: Duration,
     contexts: Batcher<DeliveryId, Option<AttemptContext>>,
     in_flight: Arc<AtomicUsize>,
     /// `delivery.concurrency` bounds requests on the wire: first attempts
@@ -98,9 +102,19 @@ impl Sender {
             .tcp_nodelay(true)
             .user_agent(USER_AGENT)
             .dns_resolver(Arc::new(target::VettingResolver { policy }))
+            // Proxy variables of the environment would send the merchant's
+            // host name to a proxy unchecked: only delivery.proxy is used.
+            .no_proxy()
             .build()
             .map_err(|e| AppError::internal(format!("cannot build HTTP client: {e}")))?;
+        let proxy = d
+            .proxy
+            .as_deref()
+            .map(|p| ProxyClient::new(p, policy, d.connect_timeout.0, USER_AGENT))
+            .transpose()?;
         Ok(Sender {
+            proxy,
+            timeout: d.timeout.0,
             keys: store.keys()?.clone(),
             writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0, shutdown),
             contexts: context_loader(store),
@@ -349,12 +363,39 @@ impl Sender {
         }
     }
 
+    /// The same through `delivery.proxy`, bounded by `delivery.timeout`.
+    async fn exchange_via(
+        &self,
+        proxy: &ProxyClient,
+        url: url::Url,
+        headers: HeaderMap,
+        ctx: &AttemptContext,
+    ) -> Exchange {
+        let sent = async {
+            let resp = proxy.post(&url, headers, ctx.payload.clone()).await?;
+            Ok::<_, ProxyError>(read_response(resp, self.max_response_bytes).await)
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(ex)) => ex,
+            Ok(Err(ProxyError::Rejected(why))) => {
+                Exchange::failed(AttemptErrorKind::RejectedTarget, why)
+            }
+            Ok(Err(ProxyError::Timeout(why))) => Exchange::failed(AttemptErrorKind::Timeout, why),
+            Ok(Err(ProxyError::Connect(why))) => Exchange::failed(AttemptErrorKind::Connect, why),
+            Ok(Err(ProxyError::Request(why))) => Exchange::failed(AttemptErrorKind::Request, why),
+            Err(_) => Exchange::failed(AttemptErrorKind::Timeout, "timed out".into()),
+        }
+    }
+
     /// Signs and POSTs the stored body; never fails, it describes what happened.
     async fn exchange(&self, ctx: &AttemptContext, url: url::Url) -> Exchange {
         let headers = match build_headers(ctx, &self.keys, now_ms() / 1000) {
             Ok(h) => h,
             Err(e) => return Exchange::failed(AttemptErrorKind::Request, e.message),
         };
+        if let Some(proxy) = &self.proxy {
+            return self.exchange_via(proxy, url, headers, ctx).await;
+        }
         let sent = self
             .client
             .post(url)

@@ -123,31 +123,38 @@ impl reqwest::dns::Resolve for VettingResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy;
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<std::net::SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.allow_private_targets || is_public(a.ip()))
-                .collect();
-            if allowed.is_empty() {
-                let list: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
-                let msg = format!(
-                    "{host} resolves to {}, not a public address",
-                    if list.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        list.join(", ")
-                    }
-                );
-                return Err(
-                    Box::new(TargetRejected(msg)) as Box<dyn std::error::Error + Send + Sync>
-                );
-            }
+            let allowed = resolve_vetted(name.as_str(), 0, policy).await?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// Resolves `host` with the system resolver and keeps only the addresses
+/// the policy allows; none allowed is a [`TargetRejected`].
+pub async fn resolve_vetted(
+    host: &str,
+    port: u16,
+    policy: TargetPolicy,
+) -> Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let allowed: Vec<std::net::SocketAddr> = found
+        .iter()
+        .copied()
+        .filter(|a| policy.allow_private_targets || is_public(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        let list: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+        let msg = format!(
+            "{host} resolves to {}, not a public address",
+            if list.is_empty() {
+                "nothing".to_string()
+            } else {
+                list.join(", ")
+            }
+        );
+        return Err(Box::new(TargetRejected(msg)));
+    }
+    Ok(allowed)
 }
 
 /// Whether a request error is a refusal by `VettingResolver`, and its text.

@@ -101,6 +101,7 @@ impl Node {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .user_agent(concat!("payhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AppError::internal(format!("building the node client: {e}")))?;

@@ -13,6 +13,7 @@ mod evm;
 mod faults;
 mod ganache;
 mod logs;
+mod proxy;
 mod retries;
 mod safety;
 mod scale;
