@@ -454,5 +454,70 @@ async fn run(n: usize) {
         "  peak RSS                      {:>9.1} MiB",
         peak_rss_mib()
     );
+    let rows = if smoke_run() { 20_000 } else { 1_000_000 };
+    big_table(&store, &cfg, &m.merchant.id, rows).await;
     store.close().await;
+}
+
+fn smoke_run() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+/// 4) At a large table: `rows` finished deliveries (a tenth of them past
+///    `retention.succeeded`), then a `/metrics` render and a retention pass,
+///    each timed. Both should cost what is open or deleted, not the size
+///    of the table.
+async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64) {
+    use payhook::store::{query, Sql};
+    const FILL: Sql = Sql::each(
+        "WITH RECURSIVE c(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM c WHERE n + 1 < $1) \
+         INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, \
+         created_at, updated_at, completed_at) \
+         SELECT $2 || printf('%016d', n), $3, $4, 'http://x/', 'http://x:80/', 'succeeded', 1, \
+         $5, $5, $5 FROM c",
+        "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, \
+         created_at, updated_at, completed_at) \
+         SELECT $2 || lpad(n::text, 16, '0'), $3, $4, 'http://x/', 'http://x:80/', 'succeeded', 1, \
+         $5, $5, $5 FROM generate_series(0, $1 - 1) AS n",
+    );
+    let (event, _) = merchants::send_test(store, merchant).await.unwrap();
+    let now = payhook::time::now_ms();
+    let old = now - 40 * 86_400_000;
+    let old_rows = rows / 10;
+    let t = Instant::now();
+    for (count, at) in [(old_rows, old), (rows - old_rows, now - 1000)] {
+        // The ids' time part is the rows' creation time, as payhook's are.
+        let ulid = ulid::Ulid::from_parts(at as u64, 0).to_string();
+        let prefix = format!("dlv_{}", &ulid[..10]);
+        query(FILL)
+            .bind(count)
+            .bind(prefix)
+            .bind(event.as_str())
+            .bind(merchant.as_str())
+            .bind(at)
+            .execute(store.db())
+            .await
+            .unwrap();
+    }
+    let fill = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let text = payhook::metrics::render(store).await.unwrap();
+    let scrape_ms = t.elapsed().as_secs_f64() * 1000.0;
+    assert!(text.contains("payhook_deliveries{status=\"pending\"}"));
+    let t = Instant::now();
+    let deleted = payhook::delivery::housekeeping::apply_retention(store, &cfg.retention)
+        .await
+        .unwrap();
+    let pass = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let again = payhook::delivery::housekeeping::apply_retention(store, &cfg.retention)
+        .await
+        .unwrap();
+    let idle_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!(
+        "  at {rows} delivery rows:  /metrics {scrape_ms:.1} ms; retention pass {pass:.2} s \
+         ({deleted} old rows, {:.0} rows/s), then {idle_ms:.1} ms with nothing due ({again} rows); \
+         table filled in {fill:.1} s",
+        deleted as f64 / pass
+    );
 }

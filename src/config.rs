@@ -62,7 +62,17 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// How long finished deliveries (with their attempts) and dead letters are
+/// kept; an event goes when nothing refers to it any more.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub succeeded: HumanDuration,
+    pub dead: HumanDuration,
 }
 
 /// The keys that seal signing secrets and header values at rest
@@ -199,6 +209,10 @@ impl Default for Config {
                 token: None,
             },
             secrets: SecretsConfig::default(),
+            retention: RetentionConfig {
+                succeeded: secs(30 * 86400),
+                dead: secs(90 * 86400),
+            },
             log: LogConfig {
                 format: LogFormat::Pretty,
             },
@@ -255,6 +269,8 @@ impl Config {
             "circuit.failure_threshold",
             self.circuit.failure_threshold as u64,
         )?;
+        nonzero_duration("retention.succeeded", self.retention.succeeded)?;
+        nonzero_duration("retention.dead", self.retention.dead)?;
         self.admin.validate()?;
         self.key_ring().map(|_| ())
     }

@@ -11,12 +11,13 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RetentionConfig;
 use crate::delivery::sender::Sender;
 use crate::delivery::settings::WorkerSettings;
 use crate::domain::Lane;
 use crate::error::AppResult;
 use crate::store::jobs::{self, DeliveryJob, NewJob};
-use crate::store::{merchants, Store};
+use crate::store::{merchants, retention, Store};
 use crate::time::now_ms;
 
 /// A pending delivery is looked at by the reconciler once it has been due
@@ -88,13 +89,24 @@ pub fn spawn(
             }
         }
     });
+    let retention = every(Duration::from_secs(60), false, shutdown.clone(), {
+        let (store, keep) = (store.clone(), settings.retention.clone());
+        move || {
+            let (store, keep) = (store.clone(), keep.clone());
+            async move {
+                if let Err(e) = apply_retention(&store, &keep).await {
+                    tracing::warn!(error = %e, "applying retention failed; next pass in a minute");
+                }
+            }
+        }
+    });
     let relay = jobs::relay_inserts(
         store.queue_db().clone(),
         store.signal().clone(),
         shutdown.clone(),
     );
     tokio::spawn(async move {
-        futures::join!(prune, vacuum, share, reconcile, relay);
+        futures::join!(prune, vacuum, share, reconcile, retention, relay);
     })
 }
 
@@ -131,6 +143,43 @@ async fn requeue_jobless(store: &Store, stale_lock: Duration) -> AppResult<u64> 
         "pending deliveries without a queued job were queued again"
     );
     Ok(n)
+}
+
+/// Rows deleted per retention batch, and batches per kind per pass: a pass
+/// is bounded, and the pause between batches lets outcome writes through.
+const RETENTION_BATCH: i64 = 500;
+const RETENTION_BATCHES: usize = 200;
+const RETENTION_PAUSE: Duration = Duration::from_millis(20);
+
+/// One retention pass (`retention.*`); returns the rows deleted.
+pub async fn apply_retention(store: &Store, keep: &RetentionConfig) -> AppResult<u64> {
+    let now = now_ms();
+    let ms = |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
+    let (succeeded, dead) = (ms(keep.succeeded.0), ms(keep.dead.0));
+    let mut total = 0;
+    for kind in 0..3 {
+        for _ in 0..RETENTION_BATCHES {
+            let n = match kind {
+                0 => retention::succeeded_batch(store, succeeded, RETENTION_BATCH).await?,
+                1 => retention::dead_batch(store, dead, RETENTION_BATCH).await?,
+                // Nothing refers to these any more: the shorter period applies.
+                _ => retention::events_batch(store, succeeded.max(dead), RETENTION_BATCH).await?,
+            };
+            total += n;
+            if n < RETENTION_BATCH as u64 {
+                break;
+            }
+            tokio::time::sleep(RETENTION_PAUSE).await;
+        }
+    }
+    total += retention::endpoint_health(store, dead).await?;
+    if total > 0 {
+        tracing::info!(
+            rows = total,
+            "retention pass deleted old deliveries, dead letters and events"
+        );
+    }
+    Ok(total)
 }
 
 /// Runs `tick` every `period` until `shutdown`, the first time at once or

@@ -28,6 +28,8 @@ pub struct WorkerSettings {
     pub orphan_after: Duration,
     /// How long a stop waits for running attempts.
     pub drain: Duration,
+    /// `retention.*`, applied by the housekeeping loop.
+    pub retention: crate::config::RetentionConfig,
 }
 
 impl WorkerSettings {
@@ -47,6 +49,7 @@ impl WorkerSettings {
             // mistaken for a dead one.
             orphan_after: (cfg.delivery.timeout.0 * 2).max(Duration::from_secs(10)),
             drain: cfg.delivery.timeout.0 + Duration::from_secs(10),
+            retention: cfg.retention.clone(),
         }
     }
 

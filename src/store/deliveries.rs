@@ -178,3 +178,10 @@ const COUNT_BY_STATUS: Sql = Sql::both(
 pub async fn count_by_status(store: &Store) -> AppResult<(i64, i64, i64)> {
     Ok(query(COUNT_BY_STATUS).fetch_one(store.db()).await?)
 }
+
+const COUNT_PENDING: Sql = Sql::both("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'");
+
+/// Deliveries not finished yet (an index range: cheap at any table size).
+pub async fn count_pending(store: &Store) -> AppResult<i64> {
+    Ok(query(COUNT_PENDING).scalar(store.db()).await?)
+}

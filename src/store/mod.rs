@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod merchants;
 pub mod outcomes;
 pub mod payments;
+pub mod retention;
 pub mod sql;
 
 use std::str::FromStr;
@@ -41,6 +42,8 @@ use std::sync::Arc;
 /// writer's batched commits.
 #[derive(Clone)]
 pub struct Store {
+    /// The SQLite database file (for the free-space check), if SQLite.
+    file: Option<std::path::PathBuf>,
     pool: Db,
     queue: Db,
     writer: Db,
@@ -100,6 +103,7 @@ impl Store {
             )
         };
         Ok(Store {
+            file: Some(opts.get_filename().to_path_buf()),
             pool: open(cfg.database.max_connections),
             queue: open(2),
             writer: open(1),
@@ -129,6 +133,7 @@ impl Store {
             )
         };
         Ok(Store {
+            file: None,
             pool: open(cfg.database.max_connections),
             queue: open(4),
             writer: open(2),
@@ -210,6 +215,30 @@ impl Store {
             self.signal.wake();
         }
         Ok(())
+    }
+
+    /// Whether the database takes a write now (the readiness probe): one
+    /// tiny row, upserted in a write transaction.
+    pub async fn probe_write(&self, now: i64) -> AppResult<()> {
+        const BEAT: Sql = Sql::both(
+            "INSERT INTO payhook_heartbeat (id, at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        );
+        let mut tx = self.begin_write().await?;
+        query(BEAT).bind(now).execute(&mut tx).await?;
+        self.commit(tx, false).await
+    }
+
+    /// (available, total) bytes on the volume of the SQLite database file;
+    /// `None` on Postgres (its server's disk is not visible from here; the
+    /// write probe covers it).
+    pub fn disk_space(&self) -> Option<std::io::Result<(u64, u64)>> {
+        let file = self.file.as_ref()?;
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        Some(fs4::statvfs(dir).map(|s| (s.available_space(), s.total_space())))
     }
 
     pub async fn ping(&self) -> AppResult<()> {

@@ -613,3 +613,38 @@ async fn the_listener_cuts_off_slow_headers_refuses_big_bodies_and_bounds_connec
     drop(idle);
     api.stop.cancel();
 }
+
+/// `/readyz` asks the database for a write: one that refuses writes (a
+/// full disk, a revoked privilege, a lock held too long) is not ready.
+#[tokio::test]
+async fn readyz_fails_while_the_database_refuses_writes() {
+    let env = Env::new().await;
+    let api = Api::start(&env).await;
+    assert_eq!(api.get("/readyz").await.0, 200);
+    if crate::support::on_postgres() {
+        env.exec(
+            "CREATE FUNCTION refuse_beat() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$",
+        )
+        .await;
+        env.exec(
+            "CREATE TRIGGER refuse_beat BEFORE INSERT OR UPDATE ON payhook_heartbeat \
+             FOR EACH ROW EXECUTE FUNCTION refuse_beat()",
+        )
+        .await;
+    } else {
+        env.exec(
+            "CREATE TRIGGER refuse_beat BEFORE UPDATE ON payhook_heartbeat \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .await;
+    }
+    let (st, body) = api.get("/readyz").await;
+    assert_eq!(st, 503, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("does not take writes"));
+    assert_eq!(api.get("/healthz").await.0, 200, "alive, only not ready");
+    api.stop.cancel();
+}

@@ -14,6 +14,7 @@ mod faults;
 mod ganache;
 mod logs;
 mod proxy;
+mod retention;
 mod retries;
 mod safety;
 mod scale;

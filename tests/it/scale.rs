@@ -336,8 +336,11 @@ async fn a_database_outage_is_survived_without_loss_or_double_confirmation() {
             .filter(|l| l.contains("ERROR") || l.contains("WARN"))
             .count();
         assert!(complaints >= 1, "{log} says nothing of the outage:\n{text}");
+        // apalis' own lines for each worker that loses its connection, plus
+        // one line per outage from each of payhook's parts (the outcome
+        // writer's included): a handful, never one per retry.
         assert!(
-            complaints <= 12,
+            complaints <= 16,
             "{log}: {complaints} warnings in 10 s:\n{text}"
         );
     }
