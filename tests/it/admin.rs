@@ -467,6 +467,12 @@ async fn bad_bodies_name_the_field_and_never_500() {
             "height",
         ),
         (
+            "/v1/chains/ethereum/head",
+            json!({"height": i64::MAX}),
+            422,
+            "height",
+        ),
+        (
             "/v1/chains/nochain/head",
             json!({"height": 5}),
             422,

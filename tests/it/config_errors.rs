@@ -109,3 +109,42 @@ fn serve_without_a_secrets_key_says_how_to_make_one() {
         );
     }
 }
+
+/// `payhook serve` raises its soft open-files limit to the hard one: a
+/// busy sender and its admin clients need more than the usual 1,024.
+#[test]
+fn serve_raises_its_open_files_limit() {
+    let env = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::support::Env::new());
+    let config = crate::support::write_config(env.dir.path(), &env.cfg);
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -S -n 256 && exec {} --config {} serve",
+            payhook_bin(),
+            config.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut raised = None;
+    while std::time::Instant::now() < deadline {
+        let text = std::fs::read_to_string(&limits).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("Max open files")) {
+            let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+            if nums.len() == 2 && nums[0] != "256" {
+                raised = Some((nums[0].to_string(), nums[1].to_string()));
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (soft, hard) = raised.expect("the soft limit stayed at 256");
+    assert_eq!(soft, hard, "soft limit raised to the hard one");
+}
