@@ -185,4 +185,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), body);
     }
+
+    #[test]
+    fn confirmations_never_overflow() {
+        assert_eq!(confirmations(Some(100), Some(111)), Some(12));
+        assert_eq!(confirmations(Some(100), Some(99)), Some(0));
+        assert_eq!(confirmations(Some(0), Some(i64::MAX)), None);
+        assert_eq!(confirmations(Some(i64::MIN), Some(0)), None);
+        assert_eq!(confirmations(None, Some(5)), None);
+    }
 }

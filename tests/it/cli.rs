@@ -262,3 +262,29 @@ async fn verify_command_checks_a_real_delivery() {
     assert_eq!(wrong.status.code(), Some(1));
     assert!(stderr(&wrong).contains("signature invalid"));
 }
+
+#[test]
+fn verify_of_a_hex_signature_warns_that_it_cannot_detect_replays() {
+    use hmac::{Hmac, Mac};
+    let body = r#"{"id":"evt_1","type":"webhook.test"}"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hexsecret").unwrap();
+    mac.update(body.as_bytes());
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let out = Command::new(payhook_bin())
+        .args([
+            "verify",
+            "--signature-scheme",
+            "hex",
+            "--secret",
+            "hexsecret",
+        ])
+        .args(["--signature", &sig, "--body", body])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("signature valid") && said.contains("cannot detect replays"),
+        "{said}"
+    );
+}

@@ -121,3 +121,50 @@ async fn trace_logs_never_contain_secrets_or_signatures_pretty() {
 async fn trace_logs_never_contain_secrets_or_signatures_json() {
     run_at_trace(LogFormat::Json).await;
 }
+
+/// Log lines name an endpoint by its origin only: a path can carry a token.
+#[tokio::test]
+async fn log_lines_name_an_endpoint_by_its_origin_only() {
+    let env = Env::with(|c| {
+        c.circuit.failure_threshold = 2;
+        c.retry.max_attempts = 5;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.script("/hooks/PATHTOKEN-1d9c", vec![500.into()]);
+    let m = env.merchant(&rx.url("/hooks/PATHTOKEN-1d9c")).await;
+    for _ in 0..3 {
+        merchants::send_test(&env.store, &m.merchant.id)
+            .await
+            .unwrap();
+    }
+    let config = write_config(env.dir.path(), &env.cfg);
+    let log_path = env.dir.path().join("serve.log");
+    let mut child = Command::new(payhook_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "payhook=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let output = wait_for(Duration::from_secs(20), "the circuit to open", || {
+        let path = log_path.clone();
+        async move {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.contains("circuit opened").then_some(text)
+        }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        output.contains(&format!("127.0.0.1:{}", rx.addr.port())),
+        "the origin is named:\n{output}"
+    );
+    assert!(
+        !output.contains("PATHTOKEN"),
+        "a log line shows the endpoint's path:\n{output}"
+    );
+}
