@@ -68,7 +68,8 @@ impl OutcomeWriter {
             crate::metrics::outcome_write_failed();
             if !counted {
                 counted = true;
-                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let waiting = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+                crate::metrics::outcome_writes_waiting(waiting);
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(error = %e, "recording attempt outcomes failed; retrying until the database takes them");
                 }

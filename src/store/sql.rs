@@ -265,29 +265,13 @@ impl Query {
         }
     }
 
-    /// The first row, if any.
+    /// The first row, if any. (payhook's single-row reads are by key, so
+    /// reading every row the statement returns is reading one.)
     pub async fn fetch_optional<'c, T: Row>(
         self,
         on: impl Into<On<'c>>,
     ) -> Result<Option<T>, sqlx::Error> {
-        let lite = || {
-            Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(
-                self.sql.sqlite,
-                self.sqlite_args()?,
-            ))
-        };
-        let pg = || {
-            Ok::<_, sqlx::Error>(sqlx::query_as_with::<_, T, _>(
-                self.sql.postgres,
-                self.pg_args()?,
-            ))
-        };
-        match on.into() {
-            On::Db(Db::Sqlite(p)) => lite()?.fetch_optional(p).await,
-            On::Tx(Tx::Sqlite(t)) => lite()?.fetch_optional(&mut **t).await,
-            On::Db(Db::Pg(p)) => pg()?.fetch_optional(p).await,
-            On::Tx(Tx::Pg(t)) => pg()?.fetch_optional(&mut **t).await,
-        }
+        Ok(self.fetch_all(on).await?.into_iter().next())
     }
 
     /// Exactly one row.
@@ -327,24 +311,7 @@ impl Query {
         self,
         on: impl Into<On<'c>>,
     ) -> Result<Option<T>, sqlx::Error> {
-        let lite = || {
-            Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(
-                self.sql.sqlite,
-                self.sqlite_args()?,
-            ))
-        };
-        let pg = || {
-            Ok::<_, sqlx::Error>(sqlx::query_scalar_with::<_, T, _>(
-                self.sql.postgres,
-                self.pg_args()?,
-            ))
-        };
-        match on.into() {
-            On::Db(Db::Sqlite(p)) => lite()?.fetch_optional(p).await,
-            On::Tx(Tx::Sqlite(t)) => lite()?.fetch_optional(&mut **t).await,
-            On::Db(Db::Pg(p)) => pg()?.fetch_optional(p).await,
-            On::Tx(Tx::Pg(t)) => pg()?.fetch_optional(&mut **t).await,
-        }
+        Ok(self.scalars(on).await?.into_iter().next())
     }
 
     /// The first column of exactly one row.

@@ -33,6 +33,21 @@ async fn raw_database(env: &Env) -> Vec<u8> {
     bytes
 }
 
+async fn merchant_with_header(env: &Env, rx: &Receiver) -> merchants::WithSecret {
+    merchants::create(
+        &env.store,
+        &env.cfg,
+        NewMerchant {
+            name: "Sealed".into(),
+            webhook_url: rx.url("/sealed"),
+            headers: Some([("API-Key".to_string(), HEADER_VALUE.to_string())].into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -55,18 +70,7 @@ async fn delivered_and_verified(env: &Env, rx: &Receiver, secret: &str) {
 async fn secrets_and_header_values_never_reach_the_database_in_the_clear() {
     let env = Env::new().await;
     let rx = Receiver::start().await;
-    let m = merchants::create(
-        &env.store,
-        &env.cfg,
-        NewMerchant {
-            name: "Sealed".into(),
-            webhook_url: rx.url("/sealed"),
-            headers: Some([("API-Key".to_string(), HEADER_VALUE.to_string())].into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let m = merchant_with_header(&env, &rx).await;
     let rotated = merchants::rotate_secret(&env.store, &m.merchant.id, Duration::from_secs(3600))
         .await
         .unwrap();
@@ -112,18 +116,7 @@ async fn secrets_and_header_values_never_reach_the_database_in_the_clear() {
 async fn a_key_rotation_keeps_old_rows_readable_and_reseals_them() {
     let env = Env::new().await;
     let rx = Receiver::start().await;
-    let m = merchants::create(
-        &env.store,
-        &env.cfg,
-        NewMerchant {
-            name: "Rotating".into(),
-            webhook_url: rx.url("/sealed"),
-            headers: Some([("API-Key".to_string(), HEADER_VALUE.to_string())].into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let m = merchant_with_header(&env, &rx).await;
     let old_key = env.cfg.secrets.key.clone().unwrap();
     let mut cfg = env.cfg.clone();
     cfg.secrets.key = Some(Secret::new(KeyRing::generate_key()));
