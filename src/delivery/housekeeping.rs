@@ -33,81 +33,69 @@ pub fn spawn(
     settings: &WorkerSettings,
     shutdown: &CancellationToken,
 ) -> JoinHandle<()> {
-    let prune = every(Duration::from_secs(30), false, shutdown.clone(), {
-        let store = store.clone();
-        move || {
-            let store = store.clone();
-            async move {
-                if let Err(e) = jobs::prune(store.db()).await {
-                    tracing::warn!(error = %e, "pruning finished queue jobs failed");
-                }
-                // A rotated-out secret is forgotten once its overlap ends.
-                if let Err(e) = merchants::clear_expired(&store, now_ms()).await {
-                    tracing::warn!(error = %e, "clearing expired previous secrets failed");
-                }
-            }
-        }
-    });
-    // Postgres: every job row is inserted, updated when picked and deleted
-    // when done, so the queue table sheds thousands of dead rows a second
-    // under load; left to autovacuum the pick query slows down.
-    let vacuum = every(Duration::from_secs(10), false, shutdown.clone(), {
-        let store = store.clone();
-        move || {
-            let store = store.clone();
-            async move {
-                if let Err(e) = jobs::vacuum(store.db()).await {
-                    tracing::debug!(error = %e, "vacuuming the queue table failed; next try in 10 s");
-                }
-            }
-        }
-    });
-    // The sender's rate limits become as many equal shares as there are
-    // live worker processes on this database.
-    let share = every(Duration::from_secs(2), true, shutdown.clone(), {
-        let (store, sender) = (store.clone(), sender.clone());
-        move || {
-            let (store, sender) = (store.clone(), sender.clone());
-            async move {
-                if let Ok(n) = jobs::live_processes(store.queue_db()).await {
-                    sender.set_rate_share(n.clamp(1, u32::MAX as i64) as u32);
-                }
-            }
-        }
+    let secs = Duration::from_secs;
+    let (s, stop) = (store.clone(), shutdown.clone());
+    let prune = every(secs(30), false, stop.clone(), move || prune(s.clone()));
+    let s = store.clone();
+    let vacuum = every(secs(10), false, stop.clone(), move || vacuum(s.clone()));
+    let (s, tx) = (store.clone(), sender.clone());
+    let share = every(secs(2), true, stop.clone(), move || {
+        share(s.clone(), tx.clone())
     });
     // A job locked by a worker for this long is lost, not running: no
     // attempt, outcome write included, is given that long.
-    let stale_lock = (settings.orphan_after * 4).max(Duration::from_secs(600));
-    let reconcile = every(Duration::from_secs(30), true, shutdown.clone(), {
-        let store = store.clone();
-        move || {
-            let store = store.clone();
-            async move {
-                if let Err(e) = requeue_jobless(&store, stale_lock).await {
-                    tracing::warn!(error = %e, "looking for deliveries without a queued job failed");
-                }
-            }
-        }
+    let stale_lock = (settings.orphan_after * 4).max(secs(600));
+    let s = store.clone();
+    let reconcile = every(secs(30), true, stop.clone(), move || {
+        reconcile(s.clone(), stale_lock)
     });
-    let retention = every(Duration::from_secs(60), false, shutdown.clone(), {
-        let (store, keep) = (store.clone(), settings.retention.clone());
-        move || {
-            let (store, keep) = (store.clone(), keep.clone());
-            async move {
-                if let Err(e) = apply_retention(&store, &keep).await {
-                    tracing::warn!(error = %e, "applying retention failed; next pass in a minute");
-                }
-            }
-        }
+    let (s, keep) = (store.clone(), settings.retention.clone());
+    let retention = every(secs(60), false, stop.clone(), move || {
+        retain(s.clone(), keep.clone())
     });
-    let relay = jobs::relay_inserts(
-        store.queue_db().clone(),
-        store.signal().clone(),
-        shutdown.clone(),
-    );
+    let relay = jobs::relay_inserts(store.queue_db().clone(), store.signal().clone(), stop);
     tokio::spawn(async move {
         futures::join!(prune, vacuum, share, reconcile, retention, relay);
     })
+}
+
+/// Finished queue jobs; rotated-out secrets whose overlap ended.
+async fn prune(store: Store) {
+    if let Err(e) = jobs::prune(store.db()).await {
+        tracing::warn!(error = %e, "pruning finished queue jobs failed");
+    }
+    if let Err(e) = merchants::clear_expired(&store, now_ms()).await {
+        tracing::warn!(error = %e, "clearing expired previous secrets failed");
+    }
+}
+
+/// Postgres: every job row is inserted, updated when picked and deleted
+/// when done, so the queue table sheds thousands of dead rows a second
+/// under load; left to autovacuum the pick query slows down.
+async fn vacuum(store: Store) {
+    if let Err(e) = jobs::vacuum(store.db()).await {
+        tracing::debug!(error = %e, "vacuuming the queue table failed; next try in 10 s");
+    }
+}
+
+/// The sender's rate limits become as many equal shares as there are live
+/// worker processes on this database.
+async fn share(store: Store, sender: Arc<Sender>) {
+    if let Ok(n) = jobs::live_processes(store.queue_db()).await {
+        sender.set_rate_share(n.clamp(1, u32::MAX as i64) as u32);
+    }
+}
+
+async fn reconcile(store: Store, stale_lock: Duration) {
+    if let Err(e) = requeue_jobless(&store, stale_lock).await {
+        tracing::warn!(error = %e, "looking for deliveries without a queued job failed");
+    }
+}
+
+async fn retain(store: Store, keep: RetentionConfig) {
+    if let Err(e) = apply_retention(&store, &keep).await {
+        tracing::warn!(error = %e, "applying retention failed; next pass in a minute");
+    }
 }
 
 /// Queues the next attempt of every pending delivery that has been due a
