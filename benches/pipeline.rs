@@ -115,6 +115,7 @@ fn bench_config(db: &std::path::Path) -> Config {
         ChainConfig {
             confirmations: 12,
             rpc_url: None,
+            tokens: Default::default(),
         },
     );
     cfg

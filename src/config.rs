@@ -108,6 +108,74 @@ pub struct ChainConfig {
     /// A node URL often carries an API key (path, query or userinfo).
     #[serde(default, skip_serializing)]
     pub rpc_url: Option<Secret>,
+    /// ERC-20 tokens checked on chain, by symbol (upper case: symbols
+    /// match case-insensitively; see [`ChainConfig::token`]).
+    #[serde(default, deserialize_with = "tokens_by_symbol")]
+    pub tokens: BTreeMap<String, TokenConfig>,
+}
+
+/// A token's settings as one source gives them (a file may give both, an
+/// environment variable one).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialToken {
+    contract: Option<String>,
+    decimals: Option<u32>,
+}
+
+/// Tokens keyed by upper-case symbol. Environment variables reach the
+/// config lower-cased (`…__TOKENS__USDT__CONTRACT` is `tokens.usdt`), so
+/// entries that differ only in case are one token, merged field by field
+/// (the lower-case one, from the environment, wins).
+fn tokens_by_symbol<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, TokenConfig>, D::Error> {
+    let raw = BTreeMap::<String, PartialToken>::deserialize(d)?;
+    let mut merged: BTreeMap<String, (Option<String>, Option<u32>)> = BTreeMap::new();
+    for (symbol, t) in raw {
+        let entry = merged.entry(symbol.to_ascii_uppercase()).or_default();
+        entry.0 = t.contract.or(entry.0.take());
+        entry.1 = t.decimals.or(entry.1);
+    }
+    merged
+        .into_iter()
+        .map(
+            |(symbol, (contract, decimals))| match (contract, decimals) {
+                (Some(contract), Some(decimals)) => {
+                    Ok((symbol, TokenConfig { contract, decimals }))
+                }
+                (None, _) => Err(serde::de::Error::custom(format!(
+                    "tokens.{symbol}.contract: missing required value"
+                ))),
+                (_, None) => Err(serde::de::Error::custom(format!(
+                    "tokens.{symbol}.decimals: missing required value"
+                ))),
+            },
+        )
+        .collect()
+}
+
+/// An ERC-20 token on a chain with a node: its contract and decimals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub contract: String,
+    pub decimals: u32,
+}
+
+impl ChainConfig {
+    /// The configured token of this symbol, whatever its case.
+    pub fn token(&self, symbol: &str) -> Option<&TokenConfig> {
+        self.tokens
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(symbol))
+            .map(|(_, t)| t)
+    }
+
+    /// The configured symbols, upper case (for messages).
+    pub fn token_symbols(&self) -> Vec<String> {
+        self.tokens.keys().map(|s| s.to_ascii_uppercase()).collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,7 +397,16 @@ impl ChainConfig {
             &format!("chains.{name}.confirmations"),
             self.confirmations as u64,
         )?;
+        for (symbol, token) in &self.tokens {
+            token.validate(&format!("chains.{name}.tokens.{symbol}"))?;
+        }
         let Some(rpc) = &self.rpc_url else {
+            if !self.tokens.is_empty() {
+                return Err(AppError::config(format!(
+                    "chains.{name}.tokens: tokens are checked on chain, so they need \
+                     chains.{name}.rpc_url (a chain without a node takes any token as reported)"
+                )));
+            }
             return Ok(());
         };
         match url::Url::parse(rpc.expose()) {
@@ -340,6 +417,27 @@ impl ChainConfig {
                 &redact_url(rpc.expose()),
             )),
         }
+    }
+}
+
+impl TokenConfig {
+    fn validate(&self, key: &str) -> Result<(), AppError> {
+        let hex = self.contract.strip_prefix("0x").unwrap_or("");
+        if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(
+                &format!("{key}.contract"),
+                "0x and 40 hex digits (the token's contract address)",
+                &self.contract,
+            ));
+        }
+        if self.decimals > 36 {
+            return Err(bad(
+                &format!("{key}.decimals"),
+                "a whole number from 0 to 36",
+                &self.decimals.to_string(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -550,6 +648,7 @@ mod tests {
             ChainConfig {
                 confirmations: 12,
                 rpc_url: Some(Secret::new("wss://mainnet.example/ws/v3/SECRETKEY1")),
+                tokens: Default::default(),
             },
         );
         assert!(!format!("{cfg:?}").contains("SECRETKEY1"));
@@ -559,6 +658,44 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn token_symbols_match_whatever_their_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[chains.ethereum]\nconfirmations = 12\nrpc_url = \"http://127.0.0.1:8545\"\n\
+             [chains.ethereum.tokens.USDT]\ncontract = \"0x00000000000000000000000000000000000000aa\"\n\
+             decimals = 6\n",
+        )
+        .unwrap();
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&path))
+            // What `PAYHOOK__CHAINS__ETHEREUM__TOKENS__USDT__CONTRACT` becomes.
+            .merge(Serialized::default(
+                "chains.ethereum.tokens.usdt.contract",
+                "0x00000000000000000000000000000000000000bb",
+            ));
+        let cfg: Config = figment.extract().unwrap();
+        let chain = &cfg.chains["ethereum"];
+        let t = chain.token("Usdt").unwrap();
+        assert_eq!(
+            (t.contract.as_str(), t.decimals),
+            ("0x00000000000000000000000000000000000000bb", 6)
+        );
+        assert_eq!(chain.token_symbols(), ["USDT"]);
+        cfg.validate().unwrap();
+        let mut bad = cfg.clone();
+        bad.chains
+            .get_mut("ethereum")
+            .unwrap()
+            .tokens
+            .get_mut("USDT")
+            .unwrap()
+            .decimals = 37;
+        assert!(bad.validate().unwrap_err().message.contains("decimals"));
     }
 
     #[test]

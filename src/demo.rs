@@ -149,6 +149,7 @@ fn demo_config(cfg: &mut Config) -> i64 {
         .or_insert(ChainConfig {
             confirmations: 12,
             rpc_url: None,
+            tokens: Default::default(),
         })
         .confirmations as i64
 }

@@ -57,12 +57,35 @@ fn known_chain(cfg: &Config, chain: &str) -> AppResult<()> {
     )))
 }
 
+/// On a chain with a node, a token payment is checked against the token's
+/// contract: the symbol must be configured there.
+fn checked_token(cfg: &Config, chain: &str, symbol: &str) -> AppResult<()> {
+    let Some(c) = cfg.chains.get(chain).filter(|c| c.rpc_url.is_some()) else {
+        return Ok(());
+    };
+    if c.token(symbol).is_some() {
+        return Ok(());
+    }
+    let known = c.token_symbols();
+    Err(AppError::bad_input(format!(
+        "token: expected one of the tokens configured for chain {chain} ({}), got {symbol:?}",
+        if known.is_empty() {
+            format!(
+                "none configured: add [chains.{chain}.tokens.<SYMBOL>] with contract and decimals"
+            )
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
 pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult<Payment> {
     text("reference", &input.reference, 200)?;
     text("address", &input.address, 200)?;
     known_chain(cfg, &input.chain)?;
     if let Some(t) = &input.token {
         text("token", t, 100)?;
+        checked_token(cfg, &input.chain, t)?;
     }
     Amount::parse("expected_amount", &input.expected_amount)?;
     if let Some(u) = &input.callback_url {

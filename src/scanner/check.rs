@@ -7,13 +7,19 @@
 //! - native coin (no token): the transaction must pay the payment's address
 //!   (else reopen, `wrong_recipient`); its value in wei, at 18 decimals, is
 //!   the received amount when it differs from the reported one
+//! - a configured token: the receipt's `Transfer` logs of the token's
+//!   contract to the payment's address, summed, are the received amount
+//!   (none: reopen, `wrong_recipient`); logs of other contracts, even with
+//!   the same event, do not count. A token not configured for the chain is
+//!   checked by receipt only.
 //! - confirmations are counted from the block the receipt names now:
 //!   `head - block + 1 ≥ confirmations` confirms, else wait (re-counted
 //!   from the new block if it moved)
 
+use crate::config::TokenConfig;
 use crate::domain::PaymentStatus;
 use crate::money::{classify, Amount};
-use crate::scanner::node::Lookup;
+use crate::scanner::node::{Lookup, Receipt};
 use crate::store::payments::Payment;
 
 /// Decimals of an EVM chain's native coin (ETH, BNB, POL…).
@@ -35,7 +41,13 @@ pub enum Verdict {
     },
 }
 
-pub fn judge(p: &Payment, found: &Lookup, head: i64, confirmations: i64) -> Verdict {
+pub fn judge(
+    p: &Payment,
+    found: &Lookup,
+    head: i64,
+    confirmations: i64,
+    token: Option<&TokenConfig>,
+) -> Verdict {
     let Some(receipt) = &found.receipt else {
         return Verdict::Reopen {
             reason: "transaction_missing",
@@ -47,29 +59,21 @@ pub fn judge(p: &Payment, found: &Lookup, head: i64, confirmations: i64) -> Verd
         };
     }
     let reported = p.received_amount.as_deref().unwrap_or("0");
-    let mut onchain_amount = None;
-    if p.token.is_none() {
-        let Some(tx) = &found.tx else {
-            return Verdict::Reopen {
-                reason: "transaction_missing",
-            };
-        };
-        if !tx
-            .to
-            .as_deref()
-            .is_some_and(|to| to.eq_ignore_ascii_case(p.address.trim()))
-        {
-            return Verdict::Reopen {
-                reason: "wrong_recipient",
-            };
-        }
-        let onchain = Amount::from_base_units(&tx.value_wei, NATIVE_DECIMALS);
-        // Compared as numbers: "1.00" reported for 10^18 wei is the same.
-        let differs = Amount::parse("received_amount", reported).map_or(true, |r| r != onchain);
-        if differs {
-            onchain_amount = Some(onchain.as_str().to_string());
-        }
-    }
+    let onchain = match (&p.token, token) {
+        (None, _) => match native_amount(p, found) {
+            Ok(a) => Some(a),
+            Err(reopen) => return reopen,
+        },
+        (Some(_), Some(token)) => match token_amount(p, receipt, token) {
+            Ok(a) => Some(a),
+            Err(verdict) => return verdict,
+        },
+        (Some(_), None) => None,
+    };
+    // Compared as numbers: "1.00" reported for 10^18 wei is the same.
+    let onchain_amount = onchain
+        .filter(|a| Amount::parse("received_amount", reported).map_or(true, |r| r != *a))
+        .map(|a| a.as_str().to_string());
     let block = receipt.block_number;
     if head - block + 1 < confirmations {
         return Verdict::Wait { block };
@@ -89,6 +93,59 @@ pub fn judge(p: &Payment, found: &Lookup, head: i64, confirmations: i64) -> Verd
         block,
         onchain_amount,
     }
+}
+
+/// Native coin: the transaction must pay the address; its value at 18
+/// decimals is what arrived.
+fn native_amount(p: &Payment, found: &Lookup) -> Result<Amount, Verdict> {
+    let Some(tx) = &found.tx else {
+        return Err(Verdict::Reopen {
+            reason: "transaction_missing",
+        });
+    };
+    if !tx
+        .to
+        .as_deref()
+        .is_some_and(|to| to.eq_ignore_ascii_case(p.address.trim()))
+    {
+        return Err(Verdict::Reopen {
+            reason: "wrong_recipient",
+        });
+    }
+    Ok(Amount::from_base_units(&tx.value_wei, NATIVE_DECIMALS))
+}
+
+/// A configured token: the sum of its contract's transfers to the address
+/// in this receipt, at the token's decimals.
+fn token_amount(p: &Payment, receipt: &Receipt, token: &TokenConfig) -> Result<Amount, Verdict> {
+    let mut sum = ruint::aliases::U256::ZERO;
+    let mut paid = false;
+    for t in &receipt.transfers {
+        if t.contract.eq_ignore_ascii_case(&token.contract)
+            && t.to.eq_ignore_ascii_case(p.address.trim())
+        {
+            paid = true;
+            let value = t.value.parse::<ruint::aliases::U256>().ok();
+            sum = match value.and_then(|v| sum.checked_add(v)) {
+                Some(s) => s,
+                // Beyond 2^256 in one transaction: not a real payment.
+                None => {
+                    return Err(Verdict::Wait {
+                        block: receipt.block_number,
+                    })
+                }
+            };
+        }
+    }
+    if !paid {
+        return Err(Verdict::Reopen {
+            reason: "wrong_recipient",
+        });
+    }
+    Ok(Amount::from_base_units(
+        &sum.to_string(),
+        token.decimals as usize,
+    ))
 }
 
 #[cfg(test)]
@@ -126,6 +183,7 @@ mod tests {
             receipt: Some(Receipt {
                 block_number: block,
                 success,
+                transfers: vec![],
             }),
             tx: Some(Transfer {
                 to: to.map(String::from),
@@ -140,11 +198,11 @@ mod tests {
     fn confirms_at_exactly_the_depth_counted_from_the_receipt_block() {
         let p = payment(None, "1");
         assert_eq!(
-            judge(&p, &found(10, true, Some(TO), ONE_ETH), 11, 3),
+            judge(&p, &found(10, true, Some(TO), ONE_ETH), 11, 3, None),
             Verdict::Wait { block: 10 }
         );
         assert_eq!(
-            judge(&p, &found(10, true, Some(TO), ONE_ETH), 12, 3),
+            judge(&p, &found(10, true, Some(TO), ONE_ETH), 12, 3, None),
             Verdict::Confirm {
                 status: PaymentStatus::Confirmed,
                 block: 10,
@@ -153,7 +211,7 @@ mod tests {
         );
         // Moved to block 12 by a reorg: re-counted from there.
         assert_eq!(
-            judge(&p, &found(12, true, Some(TO), ONE_ETH), 12, 3),
+            judge(&p, &found(12, true, Some(TO), ONE_ETH), 12, 3, None),
             Verdict::Wait { block: 12 }
         );
     }
@@ -166,13 +224,13 @@ mod tests {
             tx: None,
         };
         assert_eq!(
-            judge(&p, &gone, 100, 3),
+            judge(&p, &gone, 100, 3, None),
             Verdict::Reopen {
                 reason: "transaction_missing"
             }
         );
         assert_eq!(
-            judge(&p, &found(10, false, Some(TO), ONE_ETH), 100, 3),
+            judge(&p, &found(10, false, Some(TO), ONE_ETH), 100, 3, None),
             Verdict::Reopen {
                 reason: "transaction_failed"
             }
@@ -187,14 +245,15 @@ mod tests {
                     ONE_ETH
                 ),
                 100,
-                3
+                3,
+                None
             ),
             Verdict::Reopen {
                 reason: "wrong_recipient"
             }
         );
         assert_eq!(
-            judge(&p, &found(10, true, None, ONE_ETH), 100, 3),
+            judge(&p, &found(10, true, None, ONE_ETH), 100, 3, None),
             Verdict::Reopen {
                 reason: "wrong_recipient"
             }
@@ -206,7 +265,13 @@ mod tests {
         // Reported 1, paid 0.5 on chain: underpaid, and the event says so.
         let p = payment(None, "1.000");
         assert_eq!(
-            judge(&p, &found(10, true, Some(TO), "500000000000000000"), 100, 3),
+            judge(
+                &p,
+                &found(10, true, Some(TO), "500000000000000000"),
+                100,
+                3,
+                None
+            ),
             Verdict::Confirm {
                 status: PaymentStatus::Underpaid,
                 block: 10,
@@ -215,7 +280,7 @@ mod tests {
         );
         // Same value in another spelling: the reported string is kept.
         assert_eq!(
-            judge(&p, &found(10, true, Some(TO), ONE_ETH), 100, 3),
+            judge(&p, &found(10, true, Some(TO), ONE_ETH), 100, 3, None),
             Verdict::Confirm {
                 status: PaymentStatus::Confirmed,
                 block: 10,
@@ -228,7 +293,8 @@ mod tests {
                 &p,
                 &found(10, true, Some(TO), "1000000000000000001"),
                 100,
-                3
+                3,
+                None
             ),
             Verdict::Confirm {
                 status: PaymentStatus::Overpaid,
@@ -245,16 +311,81 @@ mod tests {
             receipt: Some(Receipt {
                 block_number: 10,
                 success: true,
+                transfers: vec![],
             }),
             tx: None,
         };
         assert_eq!(
-            judge(&p, &receipt_only, 12, 3),
+            judge(&p, &receipt_only, 12, 3, None),
             Verdict::Confirm {
                 status: PaymentStatus::Confirmed,
                 block: 10,
                 onchain_amount: None
             }
         );
+    }
+
+    fn token_receipt(transfers: &[(&str, &str, &str)]) -> Lookup {
+        Lookup {
+            receipt: Some(Receipt {
+                block_number: 10,
+                success: true,
+                transfers: transfers
+                    .iter()
+                    .map(
+                        |(contract, to, value)| crate::scanner::node::TokenTransfer {
+                            contract: contract.to_string(),
+                            to: to.to_string(),
+                            value: value.to_string(),
+                        },
+                    )
+                    .collect(),
+            }),
+            tx: None,
+        }
+    }
+
+    #[test]
+    fn a_configured_token_is_judged_by_its_transfer_logs() {
+        const USDT: &str = "0x00000000000000000000000000000000000000aa";
+        const OTHER: &str = "0x00000000000000000000000000000000000000bb";
+        let token = TokenConfig {
+            contract: "0x00000000000000000000000000000000000000AA".into(),
+            decimals: 6,
+        };
+        let p = payment(Some("USDT"), "1");
+        let confirm = |onchain: Option<&str>, status| Verdict::Confirm {
+            status,
+            block: 10,
+            onchain_amount: onchain.map(String::from),
+        };
+        // Exact, in two transfers of one transaction.
+        let two = token_receipt(&[(USDT, TO, "400000"), (USDT, TO, "600000")]);
+        assert_eq!(
+            judge(&p, &two, 12, 3, Some(&token)),
+            confirm(None, PaymentStatus::Confirmed)
+        );
+        // One base unit short: underpaid, with the on-chain figure.
+        let short = token_receipt(&[(USDT, TO, "999999")]);
+        assert_eq!(
+            judge(&p, &short, 12, 3, Some(&token)),
+            confirm(Some("0.999999"), PaymentStatus::Underpaid)
+        );
+        // Another contract's transfer, or one to someone else, pays nothing.
+        for paid in [
+            token_receipt(&[(OTHER, TO, "1000000")]),
+            token_receipt(&[(
+                USDT,
+                "0x22d491bde2303f2f43325b2108d26f1eaba1e32b",
+                "1000000",
+            )]),
+        ] {
+            assert_eq!(
+                judge(&p, &paid, 12, 3, Some(&token)),
+                Verdict::Reopen {
+                    reason: "wrong_recipient"
+                }
+            );
+        }
     }
 }

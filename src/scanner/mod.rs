@@ -24,7 +24,7 @@ use self::node::Node;
 use self::node_chain::Failure;
 use self::watch::NodeWatch;
 
-use crate::config::Config;
+use crate::config::{ChainConfig, Config};
 use crate::domain::PaymentStatus;
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
@@ -91,7 +91,7 @@ pub async fn scan_once(store: &Store, cfg: &Config) -> AppResult<ScanReport> {
         Some(async move {
             let mut report = ScanReport::default();
             let node = Node::new(url, timeout)?;
-            match node_chain::scan(store, chain, c.confirmations as i64, &node, batch, &mut report)
+            match node_chain::scan(store, chain, c, &node, batch, &mut report)
                 .await
             {
                 Ok(head) => {
@@ -297,7 +297,7 @@ pub async fn run_loop(store: Store, cfg: Config, shutdown: CancellationToken) {
             Ok(node) => node_tasks.push(tokio::spawn(node_chain_loop(
                 store.clone(),
                 chain.clone(),
-                c.confirmations as i64,
+                c.clone(),
                 cfg.scanner.batch_size as i64,
                 node,
                 interval,
@@ -352,7 +352,7 @@ fn log_report(chain: Option<&str>, r: &ScanReport) {
 async fn node_chain_loop(
     store: Store,
     chain: String,
-    confirmations: i64,
+    chain_cfg: ChainConfig,
     batch: i64,
     node: Node,
     interval: Duration,
@@ -363,7 +363,7 @@ async fn node_chain_loop(
     loop {
         if watch.ready() {
             let mut report = ScanReport::default();
-            let scan = node_chain::scan(&store, &chain, confirmations, &node, batch, &mut report);
+            let scan = node_chain::scan(&store, &chain, &chain_cfg, &node, batch, &mut report);
             let result = tokio::select! {
                 // Dropping a scan mid-way rolls its open transaction back.
                 _ = shutdown.cancelled() => return,

@@ -67,7 +67,25 @@ impl fmt::Display for NodeError {
 pub struct Receipt {
     pub block_number: i64,
     pub success: bool,
+    /// Its ERC-20 `Transfer` logs (of any contract; `removed` ones left out).
+    pub transfers: Vec<TokenTransfer>,
 }
+
+/// One `Transfer(address,address,uint256)` log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenTransfer {
+    /// Lowercase `0x…` address of the contract that emitted it.
+    pub contract: String,
+    /// Lowercase `0x…` recipient.
+    pub to: String,
+    /// The amount in base units, as a decimal integer string.
+    pub value: String,
+}
+
+/// `keccak256("Transfer(address,address,uint256)")`, the first topic of
+/// every ERC-20 transfer log: a constant, so no hashing is needed here.
+pub const TRANSFER_TOPIC: &str =
+    "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 
 /// The parts of a transaction a native-coin payment is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,10 +314,47 @@ fn receipt(v: &Value, hash: &str) -> Result<Option<Receipt>, NodeError> {
             ))
         }
     };
+    let transfers = match v.get("logs") {
+        Some(Value::Array(logs)) => logs.iter().filter_map(token_transfer).collect(),
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => return Err(bad("receipt logs: expected an array")),
+    };
     Ok(Some(Receipt {
         block_number: block,
         success,
+        transfers,
     }))
+}
+
+/// An ERC-20 transfer, if `log` is one: the Transfer topic with `from` and
+/// `to` indexed (3 topics; ERC-721 has a 4th) and one 256-bit word of data.
+/// Logs of other shapes, and logs a reorg removed, are not transfers.
+fn token_transfer(log: &Value) -> Option<TokenTransfer> {
+    if log.get("removed").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    let topics = log.get("topics")?.as_array()?;
+    let topic = |i: usize| topics.get(i).and_then(Value::as_str);
+    if topics.len() != 3 || !topic(0)?.eq_ignore_ascii_case(TRANSFER_TOPIC) {
+        return None;
+    }
+    let word = |s: &str| {
+        s.strip_prefix("0x")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_ascii_lowercase)
+    };
+    let to = word(topic(2)?)?;
+    if !to.starts_with(&"0".repeat(24)) {
+        return None; // not an address
+    }
+    let data = word(log.get("data")?.as_str()?)?;
+    let value = ruint::aliases::U256::from_str_radix(&data, 16).ok()?;
+    let contract = log.get("address")?.as_str()?.to_ascii_lowercase();
+    Some(TokenTransfer {
+        contract,
+        to: format!("0x{}", &to[24..]),
+        value: value.to_string(),
+    })
 }
 
 fn transfer(v: &Value) -> Result<Option<Transfer>, NodeError> {
@@ -357,10 +412,42 @@ mod tests {
             receipt(&r, "0xab").unwrap(),
             Some(Receipt {
                 block_number: 16,
-                success: false
+                success: false,
+                transfers: vec![],
             })
         );
         assert!(receipt(&r, "0xcd").is_err());
         assert_eq!(receipt(&Value::Null, "0xab").unwrap(), None);
+    }
+
+    #[test]
+    fn transfer_logs_are_read_and_others_left_out() {
+        let to = "0x000000000000000000000000ffcf8fdee72ac11b5c542428b35eef5769c409f0";
+        let from = "0x00000000000000000000000090f8bf6a479f320ead074411a4b0e7944ea8c9c1";
+        let amount = format!("0x{:064x}", 25_500_000u64);
+        let log = |extra: Value| {
+            let mut l = json!({"address": "0xAbC0000000000000000000000000000000000001",
+                "topics": [TRANSFER_TOPIC, from, to], "data": amount});
+            if let (Value::Object(l), Value::Object(e)) = (&mut l, extra) {
+                l.extend(e);
+            }
+            l
+        };
+        let r = json!({"transactionHash":"0xab","blockNumber":"0x10","status":"0x1","logs": [
+            log(json!({})),
+            log(json!({"removed": true})),
+            log(json!({"topics": [TRANSFER_TOPIC, from, to, to]})), // ERC-721 shape
+            log(json!({"topics": ["0x1234", from, to]})),
+            log(json!({"data": "0x12"})),
+        ]});
+        let got = receipt(&r, "0xab").unwrap().unwrap();
+        assert_eq!(
+            got.transfers,
+            [TokenTransfer {
+                contract: "0xabc0000000000000000000000000000000000001".into(),
+                to: "0xffcf8fdee72ac11b5c542428b35eef5769c409f0".into(),
+                value: "25500000".into(),
+            }]
+        );
     }
 }

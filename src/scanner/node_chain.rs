@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use super::check::{self, Verdict};
 use super::node::{Node, NodeError};
 use super::{emit, Change, ScanReport};
+use crate::config::ChainConfig;
 use crate::domain::PaymentStatus;
 use crate::error::AppError;
 use crate::events::EventType;
@@ -44,11 +45,12 @@ impl From<NodeError> for Failure {
 pub async fn scan(
     store: &Store,
     chain: &str,
-    confirmations: i64,
+    chain_cfg: &ChainConfig,
     node: &Node,
     batch: i64,
     report: &mut ScanReport,
 ) -> Result<i64, Failure> {
+    let confirmations = i64::from(chain_cfg.confirmations);
     let head = node.head().await?;
     if let Some(known) = chains::advance_head(store, chain, head, now_ms()).await? {
         // A little behind (another scan read a newer head first, a node
@@ -86,7 +88,10 @@ pub async fn scan(
         let verdicts: Vec<Verdict> = page
             .iter()
             .zip(&found)
-            .map(|(p, f)| check::judge(p, f, head, confirmations))
+            .map(|(p, f)| {
+                let token = p.token.as_deref().and_then(|t| chain_cfg.token(t));
+                check::judge(p, f, head, confirmations, token)
+            })
             .collect();
         apply(store, &page, &verdicts, head, report).await?;
         if (page.len() as i64) < batch {

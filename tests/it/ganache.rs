@@ -168,6 +168,81 @@ impl Ganache {
     }
 }
 
+/// The test contracts compiled by the pinned solc (tests/evm/compile.js),
+/// once per test binary.
+fn contracts() -> &'static Value {
+    static COMPILED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/evm/compile.js");
+        let out = Command::new("node").arg(script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "compiling the test contracts failed (run `bash scripts/test-tools.sh`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    })
+}
+
+/// A 32-byte ABI word of an address or a number.
+fn word(v: &str) -> String {
+    format!("{:0>64}", v.trim_start_matches("0x").to_ascii_lowercase())
+}
+
+impl Ganache {
+    /// Deploys the test ERC-20 with `decimals`; ALICE holds 10^30 base
+    /// units. Returns its address.
+    pub async fn deploy_token(&self, decimals: u8) -> String {
+        let code = contracts()["TestToken"]["bytecode"].as_str().unwrap();
+        let data = format!("{code}{}", word(&format!("{decimals:x}")));
+        let tx = json!([{"from": ALICE, "data": data, "gas": "0x300000"}]);
+        let hash = self.rpc("eth_sendTransaction", tx).await;
+        let r = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(r["status"], "0x1", "token deployment failed: {r}");
+        r["contractAddress"].as_str().unwrap().to_string()
+    }
+
+    /// Calls `method` of the test token from `from` with ABI words `args`;
+    /// returns the transaction hash (mined at once, even if it reverts).
+    pub async fn call_token(
+        &self,
+        token: &str,
+        from: &str,
+        method: &str,
+        args: &[String],
+    ) -> String {
+        let selector = contracts()["TestToken"]["methods"][method]
+            .as_str()
+            .unwrap_or_else(|| panic!("no method {method}"));
+        let data = format!("0x{selector}{}", args.concat());
+        let tx = json!([{"from": from, "to": token, "data": data, "gas": "0x100000"}]);
+        self.rpc("eth_sendTransaction", tx)
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `transfer(to, amount)` of the test token, amount in base units.
+    pub async fn token_transfer(&self, token: &str, from: &str, to: &str, amount: u128) -> String {
+        let args = [word(to), word(&format!("{amount:x}"))];
+        self.call_token(token, from, "transfer(address,uint256)", &args)
+            .await
+    }
+
+    /// Two transfers to `to` in one transaction.
+    pub async fn token_transfer_twice(&self, token: &str, to: &str, a: u128, b: u128) -> String {
+        let args = [word(to), word(&format!("{a:x}")), word(&format!("{b:x}"))];
+        self.call_token(
+            token,
+            ALICE,
+            "transferTwice(address,uint256,uint256)",
+            &args,
+        )
+        .await
+    }
+}
+
 impl Drop for Ganache {
     fn drop(&mut self) {
         self.stop();

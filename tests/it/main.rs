@@ -20,3 +20,4 @@ mod safety;
 mod scale;
 mod scanner;
 mod sealed;
+mod tokens;

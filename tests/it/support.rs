@@ -188,6 +188,7 @@ pub fn test_config(db: &std::path::Path) -> Config {
         ChainConfig {
             confirmations: 12,
             rpc_url: None,
+            tokens: Default::default(),
         },
     );
     cfg.admin.token = Some(Secret::new("test-admin-token-0123456789-abcdefghijkl"));
