@@ -27,8 +27,9 @@ pub async fn run(store: &Store, cmd: SecretsCmd, json: bool) -> AppResult<()> {
                 );
             } else {
                 println!(
-                    "{changed} merchants' secrets re-sealed under key {}; \
-                     the previous key may now be removed from secrets.previous_keys",
+                    "{changed} merchants' secrets re-sealed under key {}; once every process \
+                     runs with this key, the previous one may be removed from \
+                     secrets.previous_keys",
                     keys.current_id()
                 );
             }

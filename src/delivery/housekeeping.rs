@@ -100,8 +100,9 @@ async fn retain(store: Store, keep: RetentionConfig) {
 
 /// Queues the next attempt of every pending delivery that has been due a
 /// while with no live job (its worker gave up on it, or its deferral could
-/// not be written while the database failed). A second job for the same
-/// attempt is harmless: whichever runs second finds it stale.
+/// not be written while the database failed). Candidates are found outside
+/// any transaction and checked again inside the one that queues them, one
+/// reconciler at a time.
 async fn requeue_jobless(store: &Store, stale_lock: Duration) -> AppResult<u64> {
     let now = now_ms();
     let due_before = now - JOBLESS_AFTER.as_millis() as i64;
@@ -110,6 +111,9 @@ async fn requeue_jobless(store: &Store, stale_lock: Duration) -> AppResult<u64> 
     if found.is_empty() {
         return Ok(0);
     }
+    let candidates: Vec<_> = found.into_iter().map(|(id, _)| id).collect();
+    let mut tx = store.begin_write().await?;
+    let found = jobs::still_jobless(&mut tx, &candidates, locked_since).await?;
     let next: Vec<NewJob> = found
         .into_iter()
         .map(|(delivery_id, attempts)| NewJob {
@@ -121,10 +125,12 @@ async fn requeue_jobless(store: &Store, stale_lock: Duration) -> AppResult<u64> 
             lane: Lane::for_attempt(attempts + 1),
         })
         .collect();
-    let mut tx = store.begin_write().await?;
     jobs::push_many(&mut tx, &next).await?;
-    store.commit(tx, true).await?;
+    store.commit(tx, !next.is_empty()).await?;
     let n = next.len() as u64;
+    if n == 0 {
+        return Ok(0);
+    }
     crate::metrics::requeued(n);
     tracing::warn!(
         deliveries = n,

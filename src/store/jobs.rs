@@ -373,3 +373,38 @@ pub async fn jobless(
         .fetch_all(db)
         .await?)
 }
+
+const JOBLESS_AMONG: Sql = Sql::each(
+    "SELECT d.id, d.attempts FROM deliveries d \
+     WHERE d.id IN (SELECT value ->> 'id' FROM json_each($1)) AND d.status = 'pending' \
+     AND NOT EXISTS (SELECT 1 FROM Jobs j \
+     WHERE CAST(j.job AS TEXT) ->> 'delivery_id' = d.id AND (j.status = 'Pending' \
+     OR (j.status = 'Failed' AND j.attempts < j.max_attempts) \
+     OR (j.status IN ('Queued', 'Running') AND j.lock_at > $2)))",
+    "SELECT d.id, d.attempts FROM deliveries d \
+     WHERE d.id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) AND d.status = 'pending' \
+     AND NOT EXISTS (SELECT 1 FROM apalis.jobs j \
+     WHERE j.metadata -> 'delivery_id' = d.id AND (j.status = 'Pending' \
+     OR (j.status = 'Failed' AND j.attempts < j.max_attempts) \
+     OR (j.status IN ('Queued', 'Running') AND j.lock_at > to_timestamp($2))))",
+);
+
+const RECONCILER_LOCK: Sql = Sql::each("SELECT 1", "SELECT pg_advisory_xact_lock(7356120533)");
+
+/// Of `candidates` (found by [`jobless`] outside any transaction), those
+/// still pending without a live job, re-read in the write transaction that
+/// will queue them: one reconciler at a time (SQLite's write lock, an
+/// advisory lock on Postgres), so two processes never queue the same
+/// attempt twice.
+pub async fn still_jobless(
+    tx: &mut Tx,
+    candidates: &[DeliveryId],
+    locked_since_ms: i64,
+) -> AppResult<Vec<(DeliveryId, i64)>> {
+    query(RECONCILER_LOCK).execute(&mut *tx).await?;
+    Ok(query(JOBLESS_AMONG)
+        .bind(id_rows(candidates))
+        .bind(locked_since_ms.div_euclid(1000))
+        .fetch_all(tx)
+        .await?)
+}

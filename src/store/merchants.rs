@@ -248,9 +248,13 @@ pub async fn enable(store: &Store, id: &MerchantId) -> AppResult<()> {
 
 const SEALED_COLUMNS: Sql = Sql::both("SELECT id, secret, previous_secret, headers FROM merchants");
 
-const RESEAL: Sql = Sql::both(
+/// Only if none of the three changed since they were read (an edit or a
+/// rotation meanwhile wins; the row is sealed again at the next pass).
+const RESEAL: Sql = Sql::each(
     "UPDATE merchants SET secret = $2, previous_secret = $3, headers = $4 \
-     WHERE id = $1 AND secret = $5",
+     WHERE id = $1 AND secret = $5 AND headers = $6 AND previous_secret IS $7",
+    "UPDATE merchants SET secret = $2, previous_secret = $3, headers = $4 \
+     WHERE id = $1 AND secret = $5 AND headers = $6 AND previous_secret IS NOT DISTINCT FROM $7",
 );
 
 const CLEAR_EXPIRED: Sql = Sql::both(
@@ -284,13 +288,15 @@ pub async fn reseal(store: &Store, which: Reseal, now: i64) -> AppResult<u64> {
             continue;
         }
         let again = |s: &Sealed| keys.open(s).and_then(|plain| keys.seal(&plain));
-        let previous = previous.as_ref().map(again).transpose()?;
+        let resealed = previous.as_ref().map(again).transpose()?;
         changed += query(RESEAL)
             .bind(&id)
             .bind(&again(&secret)?)
-            .bind(previous.as_ref())
+            .bind(resealed.as_ref())
             .bind(&again(&headers)?)
             .bind(&secret)
+            .bind(&headers)
+            .bind(previous.as_ref())
             .execute(store.db())
             .await?;
     }

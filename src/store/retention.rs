@@ -102,11 +102,15 @@ pub async fn dead_batch(store: &Store, before_ms: i64, limit: i64) -> AppResult<
 const DELETE_ORPHAN_EVENTS: Sql = Sql::both(
     "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.id < $1 AND e.created_at < $2 \
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
-     AND NOT EXISTS (SELECT 1 FROM dead_letters l WHERE l.event_id = e.id) ORDER BY e.id LIMIT $3)",
+     AND NOT EXISTS (SELECT 1 FROM dead_letters l WHERE l.event_id = e.id) \
+     AND (e.payment_id IS NULL OR EXISTS (SELECT 1 FROM payments p WHERE p.id = e.payment_id \
+     AND p.status IN ('confirmed', 'underpaid', 'overpaid', 'expired'))) ORDER BY e.id LIMIT $3)",
 );
 
 /// Deletes up to `limit` events created before `before_ms` that no
-/// delivery or dead letter refers to. Returns how many.
+/// delivery or dead letter refers to, of payments in a final status (a
+/// payment still moving numbers its next event by its count of events:
+/// see `EventId::of_change`). Returns how many.
 pub async fn events_batch(store: &Store, before_ms: i64, limit: i64) -> AppResult<u64> {
     let mut tx = store.begin_write().await?;
     let n = query(DELETE_ORPHAN_EVENTS)
