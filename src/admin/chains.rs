@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::json::Body;
 use super::{ApiError, AppState};
 use crate::ops::payments;
-use crate::scanner::{self, ScanReport};
+use crate::scanner::ScanReport;
 
 #[derive(Debug, Serialize)]
 pub struct ChainView {
@@ -55,5 +55,5 @@ pub async fn set_head(
 }
 
 pub async fn scan(State(s): State<AppState>) -> Result<Json<ScanReport>, ApiError> {
-    Ok(Json(scanner::scan_once(&s.store, &s.cfg).await?))
+    Ok(Json(crate::ops::payments::scan(&s.store, &s.cfg).await?))
 }

@@ -4,6 +4,7 @@
 //! `store` and `delivery` functions as the CLI; nothing here implements an
 //! operation of its own. One file per resource.
 
+mod audit;
 mod auth;
 mod chains;
 mod deliveries;
@@ -80,6 +81,7 @@ pub fn router(state: AppState, token: &str) -> Router {
             post(deliveries::resubmit_matching),
         )
         .route("/v1/dead-letters/{id}/resubmit", post(deliveries::resubmit))
+        .route("/v1/audit", get(audit::list))
         .layer(middleware::from_fn_with_state(
             auth::Token::new(token),
             auth::require_bearer,

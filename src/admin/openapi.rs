@@ -151,6 +151,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
         Some("DlqFilter"),
         200,
     ),
+    (
+        "get",
+        "/v1/audit",
+        "Who changed what (actor, action, object_id, since, until, limit, cursor)",
+        None,
+        200,
+    ),
 ];
 
 fn schemas() -> Value {

@@ -2,6 +2,7 @@
 //! calls the same `ops`/`store` functions the admin API uses. Exit codes: 0
 //! ok, 2 bad input (including unknown ids and bad config), 1 other failure.
 
+mod audit;
 mod deliveries;
 mod dlq;
 mod event;
@@ -78,6 +79,9 @@ pub enum Command {
     /// The key that seals secrets at rest.
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
+    /// Who changed what.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Check a webhook signature (for merchants).
     Verify(verify::VerifyArgs),
     /// Run the end-to-end demo with a built-in receiver.
@@ -153,7 +157,7 @@ async fn run(cli: Cli) -> AppResult<()> {
                 Command::Payment(c) => payment::run(&store, &cfg, c, json).await,
                 Command::Chain(c) => payment::run_chain(&store, &cfg, c, json).await,
                 Command::Scan => {
-                    let report = crate::scanner::scan_once(&store, &cfg).await?;
+                    let report = crate::ops::payments::scan(&store, &cfg).await?;
                     output::scan_report(json, &report);
                     Ok(())
                 }
@@ -161,6 +165,7 @@ async fn run(cli: Cli) -> AppResult<()> {
                 Command::Event(c) => event::run(&store, c, json).await,
                 Command::Dlq(c) => dlq::run(&store, c, json).await,
                 Command::Secrets(c) => secrets::run(&store, c, json).await,
+                Command::Audit(c) => audit::run(&store, c, json).await,
                 _ => unreachable!("handled above"),
             };
             store.close().await;

@@ -21,6 +21,8 @@ pub async fn run(store: &Store, cmd: SecretsCmd, json: bool) -> AppResult<()> {
             let keys = store.keys()?;
             let which = merchants::Reseal::NotUnderCurrentKey;
             let changed = merchants::reseal(store, which, crate::time::now_ms()).await?;
+            let summary = serde_json::json!({"resealed": changed, "key_id": keys.current_id()});
+            crate::store::audit::record(store, "secrets.rotate_key", None, summary).await;
             if json {
                 output::json(
                     &serde_json::json!({"resealed": changed, "key_id": keys.current_id()}),

@@ -7,7 +7,7 @@
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId};
 use crate::store::dead_letters::{self, Filter};
-use crate::store::{events, Page, Store, Tx};
+use crate::store::{audit, events, Page, Store, Tx};
 use crate::time::now_ms;
 
 /// Resubmits one row; returns the new delivery id.
@@ -15,6 +15,14 @@ pub async fn resubmit(store: &Store, dlq_id: &DeadLetterId) -> AppResult<Deliver
     let mut tx = store.begin_write().await?;
     let delivery_id = resubmit_in(&mut tx, dlq_id, now_ms()).await?;
     store.commit(tx, true).await?;
+    let summary = serde_json::json!({"delivery_id": delivery_id});
+    audit::record(
+        store,
+        "dead_letter.resubmit",
+        Some(dlq_id.as_str()),
+        summary,
+    )
+    .await;
     Ok(delivery_id)
 }
 
@@ -65,6 +73,8 @@ pub async fn replay(store: &Store, event_id: &EventId) -> AppResult<DeliveryId> 
     )
     .await?;
     store.commit(tx, true).await?;
+    let summary = serde_json::json!({"delivery_id": delivery_id});
+    audit::record(store, "event.replay", Some(event_id.as_str()), summary).await;
     Ok(delivery_id)
 }
 
@@ -79,6 +89,12 @@ pub async fn resubmit_matching(store: &Store, filter: &Filter) -> AppResult<u64>
     loop {
         let rows = dead_letters::list(store, &filter, &Page::new(Some(Page::MAX), None)?).await?;
         if rows.is_empty() {
+            let summary = serde_json::json!({
+                "merchant_id": filter.merchant_id, "reason": filter.reason,
+                "since": filter.since.map(crate::time::rfc3339),
+                "until": filter.until.map(crate::time::rfc3339), "count": total,
+            });
+            audit::record(store, "dead_letter.resubmit_matching", None, summary).await;
             return Ok(total);
         }
         let mut tx = store.begin_write().await?;

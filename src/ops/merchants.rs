@@ -16,7 +16,7 @@ use crate::events::EventType;
 use crate::ids::{self, DeliveryId, EventId, MerchantId, Secret};
 use crate::sealing::KeyRing;
 use crate::store::merchants::{self, Merchant};
-use crate::store::{self, Store};
+use crate::store::{self, audit, Store};
 use crate::time::now_ms;
 
 /// Headers payhook sets itself; a merchant's extra headers may not replace them.
@@ -94,6 +94,13 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
     };
     apply(&mut m, input, cfg, keys).await?;
     merchants::insert(store, &m).await?;
+    audit::record(
+        store,
+        "merchant.create",
+        Some(m.id.as_str()),
+        settings_summary(&m),
+    )
+    .await;
     Ok(WithSecret {
         merchant: m,
         secret,
@@ -175,6 +182,13 @@ pub async fn update(
     };
     apply(&mut m, input, cfg, store.keys()?).await?;
     merchants::update(store, &m).await?;
+    audit::record(
+        store,
+        "merchant.update",
+        Some(m.id.as_str()),
+        settings_summary(&m),
+    )
+    .await;
     Ok(m)
 }
 
@@ -306,6 +320,8 @@ pub async fn rotate_secret(
     let sealed = store.keys()?.seal(&secret)?;
     let until = now_ms() + overlap.as_millis() as i64;
     merchants::rotate_secret(store, id, &sealed, until).await?;
+    let summary = serde_json::json!({"overlap_secs": overlap.as_secs()});
+    audit::record(store, "merchant.rotate_secret", Some(id.as_str()), summary).await;
     let m = merchants::get(store, id).await?;
     Ok(WithSecret {
         merchant: m,
@@ -315,6 +331,13 @@ pub async fn rotate_secret(
 
 pub async fn enable(store: &Store, id: &MerchantId) -> AppResult<Merchant> {
     merchants::enable(store, id).await?;
+    audit::record(
+        store,
+        "merchant.enable",
+        Some(id.as_str()),
+        serde_json::json!({}),
+    )
+    .await;
     merchants::get(store, id).await
 }
 
@@ -324,5 +347,20 @@ pub async fn send_test(store: &Store, id: &MerchantId) -> AppResult<(EventId, Op
     let mut tx = store.begin_write().await?;
     let sent = store::events::emit_test(&mut tx, &m, now_ms()).await?;
     store.commit(tx, true).await?;
+    let summary = serde_json::json!({"event_id": sent.0, "delivery_id": sent.1});
+    audit::record(store, "merchant.test", Some(id.as_str()), summary).await;
     Ok(sent)
+}
+
+/// A merchant's settings for the audit log: no secret, header names only,
+/// the URL as far as it may be shown.
+fn settings_summary(m: &Merchant) -> serde_json::Value {
+    serde_json::json!({
+        "name": m.name,
+        "webhook_url": crate::urls::redact_url(&m.webhook_url),
+        "signature_scheme": m.signature_scheme,
+        "headers": m.header_names,
+        "event_types": m.event_types.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()),
+        "rate_limit_per_sec": m.rate_limit_per_sec,
+    })
 }

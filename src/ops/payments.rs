@@ -15,7 +15,7 @@ use crate::ops::merchants::target_policy;
 use crate::ops::text;
 use crate::store::events::PaymentEvent;
 use crate::store::payments::{self, Payment};
-use crate::store::{self, chains, merchants, Store};
+use crate::store::{self, audit, chains, merchants, Store};
 use crate::time::{now_ms, parse_rfc3339};
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +119,12 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
         updated_at: now,
     };
     payments::insert(store, &p).await?;
+    let summary = serde_json::json!({
+        "merchant_id": p.merchant_id, "reference": p.reference, "chain": p.chain,
+        "token": p.token, "expected_amount": p.expected_amount,
+        "callback_url": p.callback_url.as_deref().map(crate::urls::redact_url),
+    });
+    audit::record(store, "payment.create", Some(p.id.as_str()), summary).await;
     Ok(p)
 }
 
@@ -190,7 +196,19 @@ pub async fn detect(
     };
     store::events::emit_for_payment(&mut tx, &event, now).await?;
     store.commit(tx, true).await?;
+    let summary = serde_json::json!({
+        "tx_hash": p.tx_hash, "amount": p.received_amount, "block_number": p.block_number,
+    });
+    audit::record(store, "payment.detect", Some(p.id.as_str()), summary).await;
     Ok(p)
+}
+
+/// Scans now (`payhook scan`, `POST /v1/scans`).
+pub async fn scan(store: &Store, cfg: &Config) -> AppResult<crate::scanner::ScanReport> {
+    let report = crate::scanner::scan_once(store, cfg).await?;
+    let summary = serde_json::to_value(&report).unwrap_or_default();
+    audit::record(store, "scan.run", None, summary).await;
+    Ok(report)
 }
 
 pub async fn set_head(store: &Store, cfg: &Config, chain: &str, height: i64) -> AppResult<()> {
@@ -202,5 +220,8 @@ pub async fn set_head(store: &Store, cfg: &Config, chain: &str, height: i64) -> 
         )));
     }
     crate::domain::block_height("height", height)?;
-    chains::set_head(store, chain, height, now_ms()).await
+    chains::set_head(store, chain, height, now_ms()).await?;
+    let summary = serde_json::json!({"height": height});
+    audit::record(store, "chain.set_head", Some(chain), summary).await;
+    Ok(())
 }

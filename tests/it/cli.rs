@@ -288,3 +288,28 @@ fn verify_of_a_hex_signature_warns_that_it_cannot_detect_replays() {
         "{said}"
     );
 }
+
+#[test]
+fn cli_changes_are_audited_and_listed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let env = rt.block_on(crate::support::Env::new());
+    let config = crate::support::write_config(env.dir.path(), &env.cfg);
+    let m = rt.block_on(env.merchant("https://example.com/hook"));
+    let run = |args: &[&str]| {
+        Command::new(payhook_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["merchant", "enable", m.merchant.id.as_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["--json", "audit", "list", "--action", "merchant.enable"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["object_id"], m.merchant.id.as_str());
+    assert_eq!(rows[0]["actor"], "admin");
+    let bad = run(&["audit", "list", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
