@@ -15,6 +15,8 @@ pub enum ErrorKind {
     TooLarge,
     /// Missing or wrong admin token: HTTP 401.
     Unauthorized,
+    /// A merchant API key on an admin-only route: HTTP 403.
+    Forbidden,
     /// The named thing does not exist: exit 2, HTTP 404.
     NotFound,
     /// The operation conflicts with the current state: exit 1, HTTP 409.
@@ -61,6 +63,7 @@ impl AppError {
             | ErrorKind::MalformedRequest
             | ErrorKind::TooLarge
             | ErrorKind::Unauthorized
+            | ErrorKind::Forbidden
             | ErrorKind::NotFound => 2,
             ErrorKind::Conflict | ErrorKind::Unavailable | ErrorKind::Internal => 1,
         }
@@ -74,6 +77,7 @@ impl AppError {
             ErrorKind::MalformedRequest => "malformed_request",
             ErrorKind::TooLarge => "payload_too_large",
             ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",

@@ -1,11 +1,12 @@
 //! `/v1/deliveries…` and `/v1/dead-letters…`
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
+use super::access::Confined;
 use super::json::{OptionalBody, Query};
-use super::{ApiError, AppState, Listing};
+use super::{Access, ApiError, AppState, Listing};
 use crate::delivery::dlq;
 use crate::domain::{DeadReason, DeliveryStatus};
 use crate::error::AppResult;
@@ -25,16 +26,21 @@ pub struct DeliveryQuery {
 
 pub async fn list(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(q): Query<DeliveryQuery>,
 ) -> Result<Json<Listing<Delivery>>, ApiError> {
     let page = Page::new(q.limit, q.cursor)?;
+    let merchant_id = match access.confine(q.merchant_id) {
+        Confined::To(m) => m,
+        Confined::Nothing => return Ok(Json(Listing::new(vec![], &page, |d| d.id.as_str()))),
+    };
     let filter = deliveries::Filter {
         status: q
             .status
             .as_deref()
             .map(|s| DeliveryStatus::parse("status", s))
             .transpose()?,
-        merchant_id: q.merchant_id,
+        merchant_id,
         event_id: q.event_id,
     };
     let data = deliveries::list(&s.store, &filter, &page).await?;
@@ -43,9 +49,11 @@ pub async fn list(
 
 pub async fn show(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<DeliveryId>,
 ) -> Result<Json<DeliveryWithAttempts>, ApiError> {
     let delivery = deliveries::get(&s.store, &id).await?;
+    access.may_see(&delivery.merchant_id, "delivery", id.as_str())?;
     let delivery_attempts = deliveries::attempts(&s.store, &id).await?;
     Ok(Json(DeliveryWithAttempts {
         delivery,
@@ -97,11 +105,16 @@ pub struct DlqQuery {
 
 pub async fn dead_letters(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(q): Query<DlqQuery>,
 ) -> Result<Json<Listing<DeadLetter>>, ApiError> {
     let page = Page::new(q.limit, q.cursor)?;
+    let merchant_id = match access.confine(q.merchant_id) {
+        Confined::To(m) => m,
+        Confined::Nothing => return Ok(Json(Listing::new(vec![], &page, |d| d.id.as_str()))),
+    };
     let filter = DlqFilter {
-        merchant_id: q.merchant_id,
+        merchant_id,
         reason: q.reason,
         since: q.since,
         until: q.until,
@@ -112,16 +125,25 @@ pub async fn dead_letters(
 
 pub async fn resubmit(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<DeadLetterId>,
 ) -> Result<Json<DeadLetter>, ApiError> {
+    let row = dead_letters::get(&s.store, &id).await?;
+    access.may_see(&row.merchant_id, "dead letter", id.as_str())?;
     dlq::resubmit(&s.store, &id).await?;
     Ok(Json(dead_letters::get(&s.store, &id).await?))
 }
 
 pub async fn resubmit_matching(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     OptionalBody(f): OptionalBody<DlqFilter>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let count = dlq::resubmit_matching(&s.store, &f.filter()?).await?;
+    let mut filter = f.filter()?;
+    filter.merchant_id = match access.confine(filter.merchant_id) {
+        Confined::To(m) => m,
+        Confined::Nothing => return Ok(Json(serde_json::json!({"count": 0}))),
+    };
+    let count = dlq::resubmit_matching(&s.store, &filter).await?;
     Ok(Json(serde_json::json!({"count": count})))
 }

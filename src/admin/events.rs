@@ -2,24 +2,30 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 
-use super::{ApiError, AppState};
+use super::{Access, ApiError, AppState};
 use crate::delivery::dlq;
 use crate::ids::EventId;
 use crate::store::events::{self, Event};
 
 pub async fn show(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<EventId>,
 ) -> Result<Json<Event>, ApiError> {
-    Ok(Json(events::get(&s.store, &id).await?))
+    let event = events::get(&s.store, &id).await?;
+    access.may_see(&event.merchant_id, "event", id.as_str())?;
+    Ok(Json(event))
 }
 
 pub async fn replay(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<EventId>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let event = events::get(&s.store, &id).await?;
+    access.may_see(&event.merchant_id, "event", id.as_str())?;
     let delivery_id = dlq::replay(&s.store, &id).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -2,11 +2,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::json::{Body, OptionalBody, Query};
-use super::{ApiError, AppState, Listing, PageQuery};
+use super::{Access, ApiError, AppState, Listing, PageQuery};
 use crate::ids::MerchantId;
 use crate::ops::merchants::{self, MerchantPatch, NewMerchant, WithSecret};
 use crate::store::merchants::{self as rows, Merchant};
@@ -32,16 +32,20 @@ pub async fn list(
 
 pub async fn show(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<MerchantId>,
 ) -> Result<Json<Merchant>, ApiError> {
+    access.may_see(&id, "merchant", id.as_str())?;
     Ok(Json(rows::get(&s.store, &id).await?))
 }
 
 pub async fn update(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<MerchantId>,
     Body(patch): Body<MerchantPatch>,
 ) -> Result<Json<Merchant>, ApiError> {
+    access.may_see(&id, "merchant", id.as_str())?;
     Ok(Json(merchants::update(&s.store, &s.cfg, &id, patch).await?))
 }
 
@@ -54,9 +58,11 @@ pub struct Rotate {
 
 pub async fn rotate_secret(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<MerchantId>,
     OptionalBody(r): OptionalBody<Rotate>,
 ) -> Result<Json<WithSecret>, ApiError> {
+    access.may_see(&id, "merchant", id.as_str())?;
     let overlap = match r.overlap.as_deref() {
         None => std::time::Duration::from_secs(24 * 3600),
         Some(raw) => crate::config::parse_duration(raw)
@@ -69,8 +75,10 @@ pub async fn rotate_secret(
 
 pub async fn test(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<MerchantId>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    access.may_see(&id, "merchant", id.as_str())?;
     let (event_id, delivery_id) = merchants::send_test(&s.store, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -80,7 +88,9 @@ pub async fn test(
 
 pub async fn enable(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<MerchantId>,
 ) -> Result<Json<Merchant>, ApiError> {
+    access.may_see(&id, "merchant", id.as_str())?;
     Ok(Json(merchants::enable(&s.store, &id).await?))
 }

@@ -4,6 +4,8 @@
 //! `store` and `delivery` functions as the CLI; nothing here implements an
 //! operation of its own. One file per resource.
 
+mod access;
+mod api_keys;
 mod audit;
 mod auth;
 mod chains;
@@ -38,6 +40,7 @@ use crate::config::Config;
 use crate::error::{AppError, AppResult};
 use crate::store::{Page, Store};
 
+pub use access::Access;
 pub use error::ApiError;
 
 #[derive(Clone)]
@@ -47,14 +50,24 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, token: &str) -> Router {
-    let api = Router::new()
+    // Routes only the admin token may use: a merchant API key gets 403.
+    let admin_only = Router::new()
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::serve))
         .route(
             "/v1/merchants",
             post(merchants::create).get(merchants::list),
         )
+        .route("/v1/payments", post(payments::create))
+        .route("/v1/payments/{id}/detections", post(payments::detect))
+        .route("/v1/chains", get(chains::list))
+        .route("/v1/chains/{chain}/head", post(chains::set_head))
+        .route("/v1/scans", post(chains::scan))
+        .route("/v1/audit", get(audit::list))
+        .route_layer(middleware::from_fn(access::require_admin));
+    // Routes a merchant API key may use on its own merchant's objects.
+    let scoped = Router::new()
+        .route("/openapi.json", get(openapi::serve))
         .route(
             "/v1/merchants/{id}",
             get(merchants::show).patch(merchants::update),
@@ -65,12 +78,12 @@ pub fn router(state: AppState, token: &str) -> Router {
         )
         .route("/v1/merchants/{id}/test", post(merchants::test))
         .route("/v1/merchants/{id}/enable", post(merchants::enable))
-        .route("/v1/payments", post(payments::create))
+        .route(
+            "/v1/merchants/{id}/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/v1/payments/{id}", get(payments::show))
-        .route("/v1/payments/{id}/detections", post(payments::detect))
-        .route("/v1/chains", get(chains::list))
-        .route("/v1/chains/{chain}/head", post(chains::set_head))
-        .route("/v1/scans", post(chains::scan))
         .route("/v1/events/{id}", get(events::show))
         .route("/v1/events/{id}/replay", post(events::replay))
         .route("/v1/deliveries", get(deliveries::list))
@@ -80,10 +93,11 @@ pub fn router(state: AppState, token: &str) -> Router {
             "/v1/dead-letters/resubmit",
             post(deliveries::resubmit_matching),
         )
-        .route("/v1/dead-letters/{id}/resubmit", post(deliveries::resubmit))
-        .route("/v1/audit", get(audit::list))
+        .route("/v1/dead-letters/{id}/resubmit", post(deliveries::resubmit));
+    let api = admin_only
+        .merge(scoped)
         .layer(middleware::from_fn_with_state(
-            auth::Token::new(token),
+            auth::Auth::new(token, state.store.clone()),
             auth::require_bearer,
         ));
     Router::new()

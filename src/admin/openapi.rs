@@ -152,6 +152,27 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
         200,
     ),
     (
+        "post",
+        "/v1/merchants/{id}/api-keys",
+        "Issue a merchant API key ({name}); returns it (only now)",
+        None,
+        201,
+    ),
+    (
+        "get",
+        "/v1/merchants/{id}/api-keys",
+        "A merchant's API keys (never the keys)",
+        None,
+        200,
+    ),
+    (
+        "delete",
+        "/v1/api-keys/{id}",
+        "Revoke an API key",
+        None,
+        200,
+    ),
+    (
         "get",
         "/v1/audit",
         "Who changed what (actor, action, object_id, since, until, limit, cursor)",

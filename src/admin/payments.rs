@@ -2,10 +2,10 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::json::Body;
-use super::{ApiError, AppState};
+use super::{Access, ApiError, AppState};
 use crate::ids::PaymentId;
 use crate::ops::payments::{self, Detection, NewPayment};
 use crate::store::payments::{self as rows, Payment};
@@ -22,9 +22,11 @@ pub async fn create(
 
 pub async fn show(
     State(s): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<PaymentId>,
 ) -> Result<Json<impl serde::Serialize>, ApiError> {
     let p = rows::get(&s.store, &id).await?;
+    access.may_see(&p.merchant_id, "payment", id.as_str())?;
     let events = crate::store::events::list_for_payment(&s.store, &id).await?;
     #[derive(serde::Serialize)]
     struct WithEvents {

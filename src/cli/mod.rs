@@ -2,6 +2,7 @@
 //! calls the same `ops`/`store` functions the admin API uses. Exit codes: 0
 //! ok, 2 bad input (including unknown ids and bad config), 1 other failure.
 
+mod api_key;
 mod audit;
 mod deliveries;
 mod dlq;
@@ -82,6 +83,9 @@ pub enum Command {
     /// Who changed what.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Merchant API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(api_key::ApiKeyCmd),
     /// Check a webhook signature (for merchants).
     Verify(verify::VerifyArgs),
     /// Run the end-to-end demo with a built-in receiver.
@@ -166,6 +170,7 @@ async fn run(cli: Cli) -> AppResult<()> {
                 Command::Dlq(c) => dlq::run(&store, c, json).await,
                 Command::Secrets(c) => secrets::run(&store, c, json).await,
                 Command::Audit(c) => audit::run(&store, c, json).await,
+                Command::ApiKey(c) => api_key::run(&store, c, json).await,
                 _ => unreachable!("handled above"),
             };
             store.close().await;

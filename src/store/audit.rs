@@ -79,9 +79,21 @@ pub async fn list(store: &Store, f: &Filter, page: &Page) -> AppResult<Vec<Audit
         .await?)
 }
 
-/// Who made a change: the admin token (API) or the CLI's operator. Merchant
-/// API keys will be actors too.
+/// Who made a change: the admin token (API) or the CLI's operator, or a
+/// merchant API key's id.
 pub const ADMIN: &str = "admin";
+
+tokio::task_local! {
+    /// The actor of the request being handled (set by the admin API's
+    /// auth layer); outside one, [`ADMIN`].
+    pub static ACTOR: String;
+}
+
+fn current_actor() -> String {
+    ACTOR
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| ADMIN.to_string())
+}
 
 /// Writes one audit row. A failure to write it is logged and counted; the
 /// change itself has happened and is not undone.
@@ -98,7 +110,7 @@ pub async fn record(
     let entry = AuditEntry {
         id: crate::ids::new_id("aud_"),
         at: crate::time::now_ms(),
-        actor: ADMIN.to_string(),
+        actor: current_actor(),
         action: action.to_string(),
         object_id: object_id.map(str::to_string),
         summary: text,

@@ -7,6 +7,7 @@
 //! `jobs` owns the queue's tables (apalis'), `outcomes` writes the plan of
 //! a batch of finished attempts.
 
+pub mod api_keys;
 pub mod audit;
 pub mod chains;
 pub mod dead_letters;

@@ -722,3 +722,182 @@ async fn changes_are_audited_without_secrets() {
     assert_eq!(st, 422);
     api.stop.cancel();
 }
+
+/// A merchant API key sees and acts on its own merchant only: another
+/// merchant's objects are 404, admin-only routes 403, lists hold only its
+/// own rows, its changes are audited under its id, and a revocation is
+/// refused at once by another process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_keys_see_their_own_merchant_only() {
+    let env = Env::with(|c| {
+        c.retry.max_attempts = 1;
+        c.circuit.failure_threshold = 1000;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    rx.script("/a", vec![503.into()]);
+    rx.script("/b", vec![503.into()]);
+    let a = env.merchant(&rx.url("/a")).await.merchant.id;
+    let b = env.merchant(&rx.url("/b")).await.merchant.id;
+    env.set_head(100).await;
+    let pay_a = env.detected_payment(&a, "PA", "1", "1", 99).await;
+    let pay_b = env.detected_payment(&b, "PB", "1", "1", 99).await;
+    let pipeline = env.start();
+    wait_for(Duration::from_secs(20), "both dead letters", || async {
+        (env.count("SELECT COUNT(*) FROM dead_letters").await == 2).then_some(())
+    })
+    .await;
+    pipeline.stop().await.unwrap();
+    let api = Api::start(&env).await;
+    let (st, issued) = api
+        .post(
+            &format!("/v1/merchants/{a}/api-keys"),
+            json!({"name": "shop backend"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{issued}");
+    let key = issued["key"].as_str().unwrap().to_string();
+    let key_id = issued["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("phk_"));
+    let as_a = |m: Method, path: String| {
+        let (api, key) = (&api, key.clone());
+        async move { api.call_with(m, &path, Some("{}"), Some(&key)).await }
+    };
+    let b_rows = |table: &'static str| {
+        let (env, b) = (&env, b.clone());
+        async move {
+            let sql: &'static str = Box::leak(
+                format!("SELECT id FROM {table} WHERE merchant_id = '{b}'").into_boxed_str(),
+            );
+            payhook::store::query(payhook::store::Sql::both(sql))
+                .scalars::<String>(env.store.db())
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+    let (event_b, delivery_b, dlq_b) = (
+        b_rows("events").await,
+        b_rows("deliveries").await,
+        b_rows("dead_letters").await,
+    );
+    // Its own merchant and objects: visible.
+    assert_eq!(as_a(Method::GET, format!("/v1/merchants/{a}")).await.0, 200);
+    assert_eq!(
+        as_a(Method::GET, format!("/v1/payments/{pay_a}")).await.0,
+        200
+    );
+    // Another merchant's: not found, whatever the route.
+    for (m, path) in [
+        (Method::GET, format!("/v1/merchants/{b}")),
+        (Method::PATCH, format!("/v1/merchants/{b}")),
+        (Method::POST, format!("/v1/merchants/{b}/test")),
+        (Method::GET, format!("/v1/merchants/{b}/api-keys")),
+        (Method::GET, format!("/v1/payments/{pay_b}")),
+        (Method::GET, format!("/v1/events/{event_b}")),
+        (Method::POST, format!("/v1/events/{event_b}/replay")),
+        (Method::GET, format!("/v1/deliveries/{delivery_b}")),
+        (Method::POST, format!("/v1/dead-letters/{dlq_b}/resubmit")),
+    ] {
+        let (st, body) = as_a(m.clone(), path.clone()).await;
+        assert_eq!(
+            (st, error_code(&body)),
+            (404, "not_found"),
+            "{m} {path}: {body}"
+        );
+    }
+    // Admin-only routes: forbidden.
+    for (m, path) in [
+        (Method::GET, "/v1/merchants".to_string()),
+        (Method::POST, "/v1/merchants".to_string()),
+        (Method::POST, "/v1/payments".to_string()),
+        (Method::POST, format!("/v1/payments/{pay_a}/detections")),
+        (Method::POST, "/v1/chains/ethereum/head".to_string()),
+        (Method::GET, "/v1/chains".to_string()),
+        (Method::POST, "/v1/scans".to_string()),
+        (Method::GET, "/v1/audit".to_string()),
+        (Method::GET, "/metrics".to_string()),
+    ] {
+        let (st, body) = as_a(m.clone(), path.clone()).await;
+        assert_eq!(
+            (st, error_code(&body)),
+            (403, "forbidden"),
+            "{m} {path}: {body}"
+        );
+    }
+    // Lists hold only its own rows, even when it asks for another's.
+    for path in [
+        "/v1/deliveries".to_string(),
+        "/v1/dead-letters".to_string(),
+        format!("/v1/deliveries?merchant_id={b}"),
+    ] {
+        let (st, list) = as_a(Method::GET, path.clone()).await;
+        assert_eq!(st, 200, "{path}");
+        let rows = list["data"].as_array().unwrap();
+        assert!(
+            rows.iter().all(|r| r["merchant_id"] == json!(a)),
+            "{path}: {list}"
+        );
+        assert!(path.contains("merchant_id") || !rows.is_empty(), "{path}");
+    }
+    // Bulk resubmission reaches its own dead letters only; audited as the key.
+    let (st, done) = as_a(Method::POST, "/v1/dead-letters/resubmit".to_string()).await;
+    assert_eq!((st, &done["count"]), (200, &json!(1)), "{done}");
+    let (_, audit) = api
+        .get("/v1/audit?action=dead_letter.resubmit_matching")
+        .await;
+    assert_eq!(audit["data"][0]["actor"], json!(key_id));
+
+    // Revoked in one process, refused at once by another.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = env.cfg.clone();
+    cfg.admin.listen = format!("127.0.0.1:{port}");
+    let config = crate::support::write_config(env.dir.path(), &cfg);
+    let config_text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&config, config_text).unwrap();
+    let mut child = std::process::Command::new(crate::support::payhook_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let other = format!("http://127.0.0.1:{port}/v1/merchants/{a}");
+    let client = reqwest::Client::new();
+    let status = |client: reqwest::Client, url: String, key: String| async move {
+        client
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(20), "the other process serving", || {
+        let (c, u, k) = (client.clone(), other.clone(), key.clone());
+        async move { (status(c, u, k).await == 200).then_some(()) }
+    })
+    .await;
+    let (st, _) = api
+        .call(Method::DELETE, &format!("/v1/api-keys/{key_id}"), None)
+        .await;
+    assert_eq!(st, 200);
+    let revoked_at = std::time::Instant::now();
+    wait_for(Duration::from_secs(1), "the revoked key refused", || {
+        let (c, u, k) = (client.clone(), other.clone(), key.clone());
+        async move { (status(c, u, k).await == 401).then_some(()) }
+    })
+    .await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1));
+    let _ = child.kill();
+    let _ = child.wait();
+    api.stop.cancel();
+}
