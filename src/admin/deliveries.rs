@@ -9,8 +9,9 @@ use super::json::{OptionalBody, Query};
 use super::{Access, ApiError, AppState, Listing};
 use crate::delivery::dlq;
 use crate::domain::{DeadReason, DeliveryStatus};
-use crate::error::AppResult;
-use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId};
+use crate::error::{AppError, AppResult};
+use crate::events::EventType;
+use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId, PaymentId};
 use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::deliveries::{self, Delivery, DeliveryWithAttempts};
 use crate::store::Page;
@@ -20,6 +21,12 @@ pub struct DeliveryQuery {
     status: Option<String>,
     merchant_id: Option<MerchantId>,
     event_id: Option<EventId>,
+    event_type: Option<String>,
+    payment_id: Option<PaymentId>,
+    /// Created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Created before this RFC 3339 time.
+    until: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -42,6 +49,10 @@ pub async fn list(
             .transpose()?,
         merchant_id,
         event_id: q.event_id,
+        event_type: q.event_type.as_deref().map(event_type).transpose()?,
+        payment_id: q.payment_id,
+        since: time("since", q.since)?,
+        until: time("until", q.until)?,
     };
     let data = deliveries::list(&s.store, &filter, &page).await?;
     Ok(Json(Listing::new(data, &page, |d| d.id.as_str())))
@@ -74,11 +85,17 @@ pub struct DlqFilter {
     until: Option<String>,
 }
 
+/// An optional RFC 3339 query field as unix ms; the error names the field.
+fn time(field: &str, v: Option<String>) -> AppResult<Option<i64>> {
+    v.map(|v| crate::time::parse_rfc3339(field, &v)).transpose()
+}
+
+fn event_type(raw: &str) -> AppResult<EventType> {
+    EventType::parse(raw).map_err(|e| AppError::bad_input(format!("event_type: {}", e.message)))
+}
+
 impl DlqFilter {
     fn filter(self) -> AppResult<dead_letters::Filter> {
-        let time = |field: &str, v: Option<String>| {
-            v.map(|v| crate::time::parse_rfc3339(field, &v)).transpose()
-        };
         Ok(dead_letters::Filter {
             merchant_id: self.merchant_id,
             reason: self

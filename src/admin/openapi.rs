@@ -119,7 +119,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     (
         "get",
         "/v1/deliveries",
-        "List deliveries (status, merchant_id, event_id, limit, cursor)",
+        "List deliveries (status, merchant_id, event_id, event_type, payment_id, since, until, limit, cursor)",
         None,
         200,
     ),

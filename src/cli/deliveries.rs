@@ -5,7 +5,8 @@ use clap::Subcommand;
 use super::output;
 use crate::domain::DeliveryStatus;
 use crate::error::AppResult;
-use crate::ids::{DeliveryId, EventId, MerchantId};
+use crate::events::EventType;
+use crate::ids::{DeliveryId, EventId, MerchantId, PaymentId};
 use crate::store::deliveries::{Delivery, DeliveryWithAttempts};
 use crate::store::{self, Page, Store};
 use crate::time::rfc3339;
@@ -21,6 +22,17 @@ pub enum DeliveriesCmd {
         merchant_id: Option<MerchantId>,
         #[arg(long = "event-id", alias = "event")]
         event_id: Option<EventId>,
+        /// Only deliveries of events of this type (e.g. payment.confirmed).
+        #[arg(long = "event-type", value_parser = event_type_arg)]
+        event_type: Option<EventType>,
+        #[arg(long = "payment-id", alias = "payment")]
+        payment_id: Option<PaymentId>,
+        /// Created at or after this RFC 3339 time.
+        #[arg(long, value_parser = super::rfc3339_arg)]
+        since: Option<i64>,
+        /// Created before this RFC 3339 time.
+        #[arg(long, value_parser = super::rfc3339_arg)]
+        until: Option<i64>,
         #[arg(long)]
         limit: Option<i64>,
         #[arg(long)]
@@ -30,12 +42,20 @@ pub enum DeliveriesCmd {
     Show { id: DeliveryId },
 }
 
+fn event_type_arg(raw: &str) -> Result<EventType, String> {
+    EventType::parse(raw).map_err(|e| e.message)
+}
+
 pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()> {
     match cmd {
         DeliveriesCmd::List {
             status,
             merchant_id,
             event_id,
+            event_type,
+            payment_id,
+            since,
+            until,
             limit,
             cursor,
         } => {
@@ -44,6 +64,10 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
                 status,
                 merchant_id,
                 event_id,
+                event_type,
+                payment_id,
+                since,
+                until,
             };
             let list = store::deliveries::list(store, &filter, &page).await?;
             print_list(&list, json);

@@ -8,7 +8,8 @@ use super::sql::{id_rows, query, Sql};
 use super::{Page, Store};
 use crate::domain::{AttemptErrorKind, DeliveryStatus, MerchantStatus, SignatureScheme};
 use crate::error::{AppError, AppResult};
-use crate::ids::{DeliveryId, EventId, MerchantId};
+use crate::events::EventType;
+use crate::ids::{DeliveryId, EventId, MerchantId, PaymentId};
 use crate::sealing::Sealed;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -147,13 +148,27 @@ pub struct Filter {
     pub status: Option<DeliveryStatus>,
     pub merchant_id: Option<MerchantId>,
     pub event_id: Option<EventId>,
+    /// Only deliveries of events of this type.
+    pub event_type: Option<EventType>,
+    /// Only deliveries of this payment's events.
+    pub payment_id: Option<PaymentId>,
+    /// Created at or after (unix ms).
+    pub since: Option<i64>,
+    /// Created before (unix ms).
+    pub until: Option<i64>,
 }
 
+/// The event-side filters go through `events` (indexed by type and by
+/// payment); the time range through `deliveries_created`.
 const LIST: Sql = Sql::both(
     "SELECT id, event_id, merchant_id, url, status, attempts, next_attempt_at, last_status_code, \
      last_error, created_at, updated_at, completed_at FROM deliveries \
      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR merchant_id = $2) \
-     AND ($3 IS NULL OR event_id = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+     AND ($3 IS NULL OR event_id = $3) \
+     AND ($4 IS NULL OR event_id IN (SELECT id FROM events WHERE type = $4)) \
+     AND ($5 IS NULL OR event_id IN (SELECT id FROM events WHERE payment_id = $5)) \
+     AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) \
+     AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9",
 );
 
 pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<Delivery>> {
@@ -161,6 +176,10 @@ pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<
         .bind(filter.status)
         .bind(filter.merchant_id.as_ref())
         .bind(filter.event_id.as_ref())
+        .bind(filter.event_type.map(EventType::as_str))
+        .bind(filter.payment_id.as_ref())
+        .bind(filter.since)
+        .bind(filter.until)
         .bind(&page.cursor)
         .bind(page.limit)
         .fetch_all(store.db())

@@ -243,6 +243,7 @@ async fn every_route_works_end_to_end() {
     let (st, one) = api.get(&format!("/v1/deliveries/{did}")).await;
     assert_eq!(st, 200);
     assert_eq!(one["delivery_attempts"][0]["status_code"], 200);
+    list_filters_narrow_deliveries(&api, &mid, &pid, &shown).await;
 
     // Dead letters: the failing merchant's confirmed event... make one.
     let (_, other) = api.get("/v1/merchants?limit=10").await;
@@ -900,4 +901,57 @@ async fn merchant_keys_see_their_own_merchant_only() {
     let _ = child.kill();
     let _ = child.wait();
     api.stop.cancel();
+}
+
+/// `GET /v1/deliveries` by event type, payment and time range: each filter
+/// keeps exactly the rows it names.
+async fn list_filters_narrow_deliveries(api: &Api, mid: &str, pid: &str, payment: &Value) {
+    let ids = |list: &Value| -> std::collections::BTreeSet<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["event_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let of_type = |t: &str| -> std::collections::BTreeSet<String> {
+        payment["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| t.is_empty() || e["type"] == t)
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let base = format!("/v1/deliveries?merchant_id={mid}");
+    let (st, confirmed) = api
+        .get(&format!("{base}&event_type=payment.confirmed"))
+        .await;
+    assert_eq!(st, 200, "{confirmed}");
+    assert_eq!(ids(&confirmed), of_type("payment.confirmed"));
+    let (st, of_payment) = api.get(&format!("{base}&payment_id={pid}")).await;
+    assert_eq!(st, 200, "{of_payment}");
+    assert_eq!(ids(&of_payment), of_type(""));
+    let (st, tests) = api.get(&format!("{base}&event_type=webhook.test")).await;
+    assert_eq!(st, 200);
+    assert!(!tests["data"].as_array().unwrap().is_empty());
+    assert!(ids(&tests).is_disjoint(&of_type("")));
+    let (_, all) = api.get(&base).await;
+    let (_, since) = api.get(&format!("{base}&since=2000-01-01T00:00:00Z")).await;
+    assert_eq!(ids(&since), ids(&all));
+    assert!(!ids(&all).is_empty());
+    let (_, future) = api.get(&format!("{base}&since=2999-01-01T00:00:00Z")).await;
+    assert_eq!(future["data"].as_array().unwrap().len(), 0);
+    let (_, past) = api.get(&format!("{base}&until=2000-01-01T00:00:00Z")).await;
+    assert_eq!(past["data"].as_array().unwrap().len(), 0);
+    let (st, bad) = api.get(&format!("{base}&event_type=payment.lost")).await;
+    assert_eq!(st, 422, "{bad}");
+    let msg = bad["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("event_type") && msg.contains("payment.confirmed"),
+        "{msg}"
+    );
+    let (st, bad) = api.get(&format!("{base}&since=yesterday")).await;
+    assert_eq!(st, 422, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().contains("since"));
 }

@@ -221,6 +221,25 @@ async fn merchant_payment_and_dlq_commands_with_exit_codes() {
     );
     let d: serde_json::Value = serde_json::from_str(&stdout(&show)).unwrap();
     assert_eq!(d["delivery_attempts"][0]["status_code"], 500);
+
+    let by = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = payhook(&config, &[&["--json", "deliveries", "list"], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    // Two events of the payment died once each; one was resubmitted.
+    assert_eq!(by(&["--payment-id", &pid]).len(), 3);
+    assert_eq!(by(&["--payment-id", &pid, "--status", "dead"]).len(), 2);
+    let confirmed = by(&["--status", "dead", "--event-type", "payment.confirmed"]);
+    assert_eq!(confirmed.len(), 1);
+    assert!(by(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    assert_eq!(by(&["--since", "2000-01-01T00:00:00Z"]).len(), 3);
+    let bad_type = payhook(
+        &config,
+        &["deliveries", "list", "--event-type", "payment.lost"],
+    );
+    assert_eq!(bad_type.status.code(), Some(2));
+    assert!(stderr(&bad_type).contains("payment.confirmed"));
 }
 
 #[tokio::test]
