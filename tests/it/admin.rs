@@ -898,6 +898,13 @@ async fn merchant_keys_see_their_own_merchant_only() {
     })
     .await;
     assert!(revoked_at.elapsed() < Duration::from_secs(1));
+    let (_, revokes) = api.get("/v1/audit?action=api_key.revoke").await;
+    assert_eq!(revokes["data"][0]["object_id"], json!(key_id));
+    let (_, log) = api.get("/v1/audit?limit=500").await;
+    assert!(
+        !log.to_string().contains(key.as_str()),
+        "the audit log shows the key"
+    );
     let _ = child.kill();
     let _ = child.wait();
     api.stop.cancel();
