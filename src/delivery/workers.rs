@@ -84,7 +84,15 @@ async fn lane_loop(worker: LaneWorker, shutdown: CancellationToken) -> Result<()
     let mut pause = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        let result = run_once(&worker, generation, shutdown.clone()).await;
+        let result = tokio::select! {
+            r = run_once(&worker, generation, shutdown.clone()) => r,
+            // Dropping apalis' worker future rolls back any transaction it
+            // still holds open (see `settled`).
+            _ = settled(&worker, &shutdown) => {
+                tracing::info!(lane = %worker.name, "delivery worker had not finished after shutdown; dropped");
+                return Ok(());
+            }
+        };
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -101,6 +109,31 @@ async fn lane_loop(worker: LaneWorker, shutdown: CancellationToken) -> Result<()
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Resolves once shutdown is asked for and the lane is done: no attempt in
+/// flight for a short grace, or `drain` at the latest. apalis' worker future
+/// can outlive its own "stopped" with a heartbeat or fetch transaction
+/// begun but never committed; on SQLite that holds the write lock, and
+/// every other writer of the database waited out its 30 s busy timeout and
+/// failed with `database is locked` (the bench's flake, issue 17). The lane
+/// drops the future at this point instead of leaving it running.
+async fn settled(worker: &LaneWorker, shutdown: &CancellationToken) {
+    const GRACE: Duration = Duration::from_secs(2);
+    shutdown.cancelled().await;
+    let deadline = Instant::now() + worker.settings.drain;
+    let mut idle_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if worker.sender.in_flight() == 0 {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= GRACE {
+                return;
+            }
+        } else {
+            idle_since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -200,7 +233,9 @@ async fn wait_for_lanes(
     let mut lanes: futures::stream::FuturesUnordered<_> = lanes.into_iter().collect();
     loop {
         let joined = if shutdown.is_cancelled() {
-            match tokio::time::timeout(drain, lanes.next()).await {
+            // Each lane drops its worker by `drain` (`settled`); this is
+            // the backstop.
+            match tokio::time::timeout(drain + Duration::from_secs(5), lanes.next()).await {
                 Ok(j) => j,
                 Err(_) => {
                     tracing::warn!(
