@@ -43,13 +43,14 @@ impl EventType {
         }
     }
 
-    pub fn parse(raw: &str) -> Result<EventType, AppError> {
+    /// Parses an event type; the error names `field` and the accepted types.
+    pub fn parse(field: &str, raw: &str) -> Result<EventType, AppError> {
         EventType::ALL
             .into_iter()
             .find(|t| t.as_str() == raw)
             .ok_or_else(|| {
                 AppError::bad_input(format!(
-                    "event type: expected one of {}, got {raw:?}",
+                    "{field}: expected one of {}, got {raw:?}",
                     EventType::ALL.map(|t| t.as_str()).join(", ")
                 ))
             })

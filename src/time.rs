@@ -27,6 +27,11 @@ pub fn parse_rfc3339(field: &str, raw: &str) -> Result<i64, AppError> {
         })
 }
 
+/// An optional RFC 3339 field (query strings, filters) as unix ms.
+pub fn parse_optional_rfc3339(field: &str, raw: Option<&str>) -> Result<Option<i64>, AppError> {
+    raw.map(|v| parse_rfc3339(field, v)).transpose()
+}
+
 /// Serializers that show stored milliseconds as RFC 3339 in JSON output:
 /// `#[serde(serialize_with = "crate::time::ser::ms")]`.
 pub mod ser {

@@ -25,9 +25,8 @@ pub async fn list(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Listing<AuditEntry>>, ApiError> {
     let page = Page::new(q.limit, q.cursor)?;
-    let time = |field: &str, v: Option<String>| {
-        v.map(|v| crate::time::parse_rfc3339(field, &v)).transpose()
-    };
+    let time =
+        |field: &str, v: Option<String>| crate::time::parse_optional_rfc3339(field, v.as_deref());
     let filter = Filter {
         actor: q.actor,
         action: q.action,

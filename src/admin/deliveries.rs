@@ -9,7 +9,7 @@ use super::json::{OptionalBody, Query};
 use super::{Access, ApiError, AppState, Listing};
 use crate::delivery::dlq;
 use crate::domain::{DeadReason, DeliveryStatus};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::events::EventType;
 use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId, PaymentId};
 use crate::store::dead_letters::{self, DeadLetter};
@@ -49,7 +49,11 @@ pub async fn list(
             .transpose()?,
         merchant_id,
         event_id: q.event_id,
-        event_type: q.event_type.as_deref().map(event_type).transpose()?,
+        event_type: q
+            .event_type
+            .as_deref()
+            .map(|t| EventType::parse("event_type", t))
+            .transpose()?,
         payment_id: q.payment_id,
         since: time("since", q.since)?,
         until: time("until", q.until)?,
@@ -85,13 +89,8 @@ pub struct DlqFilter {
     until: Option<String>,
 }
 
-/// An optional RFC 3339 query field as unix ms; the error names the field.
 fn time(field: &str, v: Option<String>) -> AppResult<Option<i64>> {
-    v.map(|v| crate::time::parse_rfc3339(field, &v)).transpose()
-}
-
-fn event_type(raw: &str) -> AppResult<EventType> {
-    EventType::parse(raw).map_err(|e| AppError::bad_input(format!("event_type: {}", e.message)))
+    crate::time::parse_optional_rfc3339(field, v.as_deref())
 }
 
 impl DlqFilter {

@@ -43,7 +43,7 @@ pub enum DeliveriesCmd {
 }
 
 fn event_type_arg(raw: &str) -> Result<EventType, String> {
-    EventType::parse(raw).map_err(|e| e.message)
+    EventType::parse("event_type", raw).map_err(|e| e.message)
 }
 
 pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()> {

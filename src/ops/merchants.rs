@@ -218,8 +218,7 @@ async fn apply(
         None => None,
         Some(list) => {
             for t in &list {
-                EventType::parse(t)
-                    .map_err(|e| AppError::bad_input(format!("event_types: {}", e.message)))?;
+                EventType::parse("event_types", t)?;
             }
             Some(serde_json::Value::from(list).to_string())
         }
