@@ -63,7 +63,54 @@ pub struct Config {
     #[serde(default)]
     pub secrets: SecretsConfig,
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub operator: OperatorConfig,
     pub log: LogConfig,
+}
+
+/// Where payhook sends its own operational events (SPEC §9), and the
+/// secret that signs them (Standard Webhooks).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// A URL may carry a token: never shown in full.
+    #[serde(default, skip_serializing)]
+    pub webhook_url: Option<Secret>,
+    #[serde(default, skip_serializing)]
+    pub secret: Option<Secret>,
+}
+
+impl OperatorConfig {
+    /// Both or neither; the secret in the form payhook issues.
+    fn validate(&self) -> Result<(), AppError> {
+        match (&self.webhook_url, &self.secret) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(AppError::config(
+                "operator.secret: required with operator.webhook_url \
+                 (whsec_ followed by base64, e.g. from `payhook init`)",
+            )),
+            (None, Some(_)) => Err(AppError::config(
+                "operator.webhook_url: required with operator.secret (an https:// URL)",
+            )),
+            (Some(url), Some(secret)) => {
+                if url::Url::parse(url.expose()).is_err() {
+                    return Err(bad(
+                        "operator.webhook_url",
+                        "an absolute URL such as https://ops.example.com/payhook",
+                        &redact_url(url.expose()),
+                    ));
+                }
+                crate::delivery::signer::standard_key(secret.expose())
+                    .map(|_| ())
+                    .map_err(|_| {
+                        AppError::config(
+                            "operator.secret: expected whsec_ followed by base64 \
+                             (as `payhook init` writes)",
+                        )
+                    })
+            }
+        }
+    }
 }
 
 /// How long finished deliveries (with their attempts) and dead letters are
@@ -277,6 +324,7 @@ impl Default for Config {
                 token: None,
             },
             secrets: SecretsConfig::default(),
+            operator: OperatorConfig::default(),
             retention: RetentionConfig {
                 succeeded: secs(30 * 86400),
                 dead: secs(90 * 86400),
@@ -340,6 +388,7 @@ impl Config {
         nonzero_duration("retention.succeeded", self.retention.succeeded)?;
         nonzero_duration("retention.dead", self.retention.dead)?;
         self.admin.validate()?;
+        self.operator.validate()?;
         self.key_ring().map(|_| ())
     }
 

@@ -154,8 +154,8 @@ text_enum!(
 );
 
 text_enum!(
-    /// Whether a merchant's webhooks are sent.
-    MerchantStatus, "status", {
+    /// Whether an endpoint is sent to (a merchant shows its primary endpoint's).
+    EndpointStatus, "status", {
         Active => "active",
         Disabled => "disabled",
     }

@@ -117,6 +117,8 @@ pub fn confirmations(block: Option<i64>, head: Option<i64>) -> Option<i64> {
 #[derive(Serialize)]
 struct TestData<'a> {
     merchant_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint_id: Option<&'a str>,
     message: &'a str,
 }
 
@@ -127,22 +129,39 @@ pub fn payment_body(
     created_at_ms: i64,
     data: PaymentData<'_>,
 ) -> String {
+    encode(event_id, kind.as_str(), created_at_ms, data)
+}
+
+/// The body of `webhook.test`, naming the endpoint it was sent to (if sent
+/// to one).
+pub fn test_body(
+    event_id: &str,
+    created_at_ms: i64,
+    merchant_id: &str,
+    endpoint_id: Option<&str>,
+) -> String {
+    let data = TestData {
+        merchant_id,
+        endpoint_id,
+        message: "This is a test event from payhook.",
+    };
+    encode(event_id, EventType::Test.as_str(), created_at_ms, data)
+}
+
+/// The body of one of payhook's own operational events (SPEC §9).
+pub fn operator_body<D: Serialize>(
+    event_id: &str,
+    kind: &str,
+    created_at_ms: i64,
+    data: D,
+) -> String {
     encode(event_id, kind, created_at_ms, data)
 }
 
-/// The body of `webhook.test`.
-pub fn test_body(event_id: &str, created_at_ms: i64, merchant_id: &str) -> String {
-    let data = TestData {
-        merchant_id,
-        message: "This is a test event from payhook.",
-    };
-    encode(event_id, EventType::Test, created_at_ms, data)
-}
-
-fn encode<D: Serialize>(id: &str, kind: EventType, created_at_ms: i64, data: D) -> String {
+fn encode<D: Serialize>(id: &str, kind: &str, created_at_ms: i64, data: D) -> String {
     let env = Envelope {
         id,
-        kind: kind.as_str(),
+        kind,
         created_at: rfc3339(created_at_ms),
         data,
     };

@@ -1,4 +1,4 @@
-//! Prefixed identifiers (`mer_`, `pay_`, `evt_`, `dlv_`, `dlq_` + ULID), one
+//! Prefixed identifiers (`mer_`, `ep_`, `pay_`, `evt_`, `dlv_`, `dlq_` + ULID), one
 //! type per kind so a delivery id can never be passed where an event id is
 //! meant, and the secrets merchants verify with.
 
@@ -12,6 +12,7 @@ pub const PAYMENT: &str = "pay_";
 pub const EVENT: &str = "evt_";
 pub const DELIVERY: &str = "dlv_";
 pub const DEAD_LETTER: &str = "dlq_";
+pub const ENDPOINT: &str = "ep_";
 
 /// A new id: the prefix then a ULID, so ids sort by creation time.
 pub fn new_id(prefix: &str) -> String {
@@ -105,6 +106,23 @@ id_type!(
     DeadLetterId,
     DEAD_LETTER
 );
+id_type!(
+    /// `ep_…`: one of a merchant's webhook endpoints.
+    EndpointId,
+    ENDPOINT
+);
+
+impl EndpointId {
+    /// The endpoint that payhook's own operational events go to (SPEC §9),
+    /// kept in step with `operator.webhook_url`.
+    pub fn operator() -> Self {
+        EndpointId(OPERATOR_ENDPOINT.to_string())
+    }
+}
+
+/// The hidden merchant and endpoint that own operator events.
+pub const OPERATOR_MERCHANT: &str = "mer_operator";
+pub const OPERATOR_ENDPOINT: &str = "ep_operator";
 
 impl EventId {
     /// The id of a payment's state change, derived from what the change is:

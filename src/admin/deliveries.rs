@@ -11,7 +11,7 @@ use crate::delivery::dlq;
 use crate::domain::{DeadReason, DeliveryStatus};
 use crate::error::AppResult;
 use crate::events::EventType;
-use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId, PaymentId};
+use crate::ids::{DeadLetterId, DeliveryId, EndpointId, EventId, MerchantId, PaymentId};
 use crate::store::dead_letters::{self, DeadLetter};
 use crate::store::deliveries::{self, Delivery, DeliveryWithAttempts};
 use crate::store::Page;
@@ -20,6 +20,7 @@ use crate::store::Page;
 pub struct DeliveryQuery {
     status: Option<String>,
     merchant_id: Option<MerchantId>,
+    endpoint_id: Option<EndpointId>,
     event_id: Option<EventId>,
     event_type: Option<String>,
     payment_id: Option<PaymentId>,
@@ -48,6 +49,7 @@ pub async fn list(
             .map(|s| DeliveryStatus::parse("status", s))
             .transpose()?,
         merchant_id,
+        endpoint_id: q.endpoint_id,
         event_id: q.event_id,
         event_type: q
             .event_type
@@ -82,6 +84,7 @@ pub async fn show(
 #[serde(deny_unknown_fields)]
 pub struct DlqFilter {
     merchant_id: Option<MerchantId>,
+    endpoint_id: Option<EndpointId>,
     reason: Option<String>,
     /// Dead at or after this RFC 3339 time.
     since: Option<String>,
@@ -97,6 +100,7 @@ impl DlqFilter {
     fn filter(self) -> AppResult<dead_letters::Filter> {
         Ok(dead_letters::Filter {
             merchant_id: self.merchant_id,
+            endpoint_id: self.endpoint_id,
             reason: self
                 .reason
                 .as_deref()
@@ -117,6 +121,7 @@ pub struct DlqQuery {
     until: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+    endpoint_id: Option<EndpointId>,
 }
 
 pub async fn dead_letters(
@@ -131,6 +136,7 @@ pub async fn dead_letters(
     };
     let filter = DlqFilter {
         merchant_id,
+        endpoint_id: q.endpoint_id,
         reason: q.reason,
         since: q.since,
         until: q.until,
@@ -160,6 +166,7 @@ pub async fn resubmit_matching(
         Confined::To(m) => m,
         Confined::Nothing => return Ok(Json(serde_json::json!({"count": 0}))),
     };
-    let count = dlq::resubmit_matching(&s.store, &filter).await?;
+    let count =
+        dlq::resubmit_matching(&s.store, &filter, "dead_letter.resubmit_matching", None).await?;
     Ok(Json(serde_json::json!({"count": count})))
 }

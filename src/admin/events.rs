@@ -26,9 +26,11 @@ pub async fn replay(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let event = events::get(&s.store, &id).await?;
     access.may_see(&event.merchant_id, "event", id.as_str())?;
-    let delivery_id = dlq::replay(&s.store, &id).await?;
+    let made = dlq::replay(&s.store, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"event_id": id, "delivery_id": delivery_id})),
+        Json(
+            serde_json::json!({"event_id": id, "delivery_id": made.first(), "delivery_ids": made}),
+        ),
     ))
 }

@@ -6,7 +6,7 @@ use super::output;
 use crate::domain::DeliveryStatus;
 use crate::error::AppResult;
 use crate::events::EventType;
-use crate::ids::{DeliveryId, EventId, MerchantId, PaymentId};
+use crate::ids::{DeliveryId, EndpointId, EventId, MerchantId, PaymentId};
 use crate::store::deliveries::{Delivery, DeliveryWithAttempts};
 use crate::store::{self, Page, Store};
 use crate::time::rfc3339;
@@ -20,6 +20,8 @@ pub enum DeliveriesCmd {
         status: Option<DeliveryStatus>,
         #[arg(long = "merchant-id", alias = "merchant")]
         merchant_id: Option<MerchantId>,
+        #[arg(long = "endpoint-id", alias = "endpoint")]
+        endpoint_id: Option<EndpointId>,
         #[arg(long = "event-id", alias = "event")]
         event_id: Option<EventId>,
         /// Only deliveries of events of this type (e.g. payment.confirmed).
@@ -51,6 +53,7 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
         DeliveriesCmd::List {
             status,
             merchant_id,
+            endpoint_id,
             event_id,
             event_type,
             payment_id,
@@ -63,6 +66,7 @@ pub async fn run(store: &Store, cmd: DeliveriesCmd, json: bool) -> AppResult<()>
             let filter = store::deliveries::Filter {
                 status,
                 merchant_id,
+                endpoint_id,
                 event_id,
                 event_type,
                 payment_id,

@@ -6,7 +6,7 @@ use super::output;
 use crate::delivery::dlq;
 use crate::domain::DeadReason;
 use crate::error::{AppError, AppResult};
-use crate::ids::{DeadLetterId, MerchantId};
+use crate::ids::{DeadLetterId, EndpointId, MerchantId};
 use crate::store::dead_letters::{self, Filter};
 use crate::store::{Page, Store};
 
@@ -15,6 +15,8 @@ use crate::store::{Page, Store};
 pub struct FilterArgs {
     #[arg(long = "merchant-id", alias = "merchant")]
     merchant_id: Option<MerchantId>,
+    #[arg(long = "endpoint-id", alias = "endpoint")]
+    endpoint_id: Option<EndpointId>,
     /// exhausted, gone, endpoint_disabled or rejected_target.
     #[arg(long)]
     reason: Option<DeadReason>,
@@ -30,6 +32,7 @@ impl From<FilterArgs> for Filter {
     fn from(a: FilterArgs) -> Filter {
         Filter {
             merchant_id: a.merchant_id,
+            endpoint_id: a.endpoint_id,
             reason: a.reason,
             since: a.since,
             until: a.until,
@@ -113,7 +116,13 @@ pub async fn run(store: &Store, cmd: DlqCmd, json: bool) -> AppResult<()> {
                 }
             }
             (None, true) => {
-                let count = dlq::resubmit_matching(store, &filter.into()).await?;
+                let count = dlq::resubmit_matching(
+                    store,
+                    &filter.into(),
+                    "dead_letter.resubmit_matching",
+                    None,
+                )
+                .await?;
                 if json {
                     output::json(&serde_json::json!({"count": count}));
                 } else {

@@ -27,11 +27,15 @@ pub async fn run(store: &Store, cmd: EventCmd, json: bool) -> AppResult<()> {
             }
         }
         EventCmd::Replay { id } => {
-            let delivery_id = dlq::replay(store, &id).await?;
+            let made = dlq::replay(store, &id).await?;
             if json {
-                output::json(&serde_json::json!({"event_id": id, "delivery_id": delivery_id}));
+                output::json(&serde_json::json!({
+                    "event_id": id, "delivery_id": made.first(), "delivery_ids": made,
+                }));
             } else {
-                println!("replaying {id} as delivery {delivery_id}");
+                for delivery_id in made {
+                    println!("replaying {id} as delivery {delivery_id}");
+                }
             }
         }
     }

@@ -191,7 +191,7 @@ fn print_list(list: &[store::merchants::Merchant], json: bool) {
                 m.name.clone(),
                 m.status.to_string(),
                 m.signature_scheme.to_string(),
-                m.webhook_url.clone(),
+                m.webhook_url.clone().unwrap_or_default(),
             ]
         })
         .collect();

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::output;
 use crate::error::AppResult;
-use crate::store::{merchants, Store};
+use crate::store::{endpoints, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCmd {
@@ -19,8 +19,8 @@ pub async fn run(store: &Store, cmd: SecretsCmd, json: bool) -> AppResult<()> {
     match cmd {
         SecretsCmd::RotateKey => {
             let keys = store.keys()?;
-            let which = merchants::Reseal::NotUnderCurrentKey;
-            let changed = merchants::reseal(store, which, crate::time::now_ms()).await?;
+            let which = endpoints::Reseal::NotUnderCurrentKey;
+            let changed = endpoints::reseal(store, which, crate::time::now_ms()).await?;
             let summary = serde_json::json!({"resealed": changed, "key_id": keys.current_id()});
             crate::store::audit::record(store, "secrets.rotate_key", None, summary).await;
             if json {

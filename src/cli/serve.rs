@@ -25,6 +25,7 @@ pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
     crate::metrics::install();
     raise_open_files_limit();
     let store = crate::store::Store::open(&cfg).await?;
+    crate::store::operator::sync(&store, &cfg.operator, crate::time::now_ms()).await?;
     let parts = Parts {
         scanner: role != Role::Worker,
         sender: role != Role::Scanner,

@@ -5,8 +5,9 @@
 //! resubmission of the same row is a conflict.
 
 use crate::error::{AppError, AppResult, ErrorKind};
-use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId};
-use crate::store::dead_letters::{self, Filter};
+use crate::ids::{DeadLetterId, DeliveryId, EventId};
+use crate::store::dead_letters::{self, DeadLetter, Filter};
+use crate::store::endpoints::{self, Destination};
 use crate::store::{audit, events, Page, Store, Tx};
 use crate::time::now_ms;
 
@@ -36,51 +37,69 @@ async fn resubmit_in(tx: &mut Tx, dlq_id: &DeadLetterId, now: i64) -> AppResult<
             "dead letter {dlq_id} was already resubmitted as delivery {done}"
         )));
     }
+    let to = destination_of(tx, &row).await?;
     let delivery_id = DeliveryId::new();
     if !dead_letters::mark_resubmitted(tx, dlq_id, &delivery_id, now).await? {
         return Err(AppError::conflict(format!(
             "dead letter {dlq_id} was already resubmitted"
         )));
     }
-    redeliver(tx, &delivery_id, &row.event_id, &row.merchant_id, now).await?;
+    events::insert_delivery(tx, &delivery_id, &row.event_id, &row.merchant_id, &to, now).await?;
     Ok(delivery_id)
 }
 
-/// A new delivery of an existing event to its current target.
-async fn redeliver(
-    tx: &mut Tx,
-    id: &DeliveryId,
-    event_id: &EventId,
-    merchant_id: &MerchantId,
-    now: i64,
-) -> AppResult<()> {
-    let url = events::current_target(tx, event_id).await?;
-    events::insert_delivery(tx, id, event_id, merchant_id, &url, now).await
+/// Where a dead letter goes again: its endpoint's current URL (refused
+/// when the endpoint was deleted), or the `callback_url` it was sent to.
+async fn destination_of(tx: &mut Tx, row: &DeadLetter) -> AppResult<Destination> {
+    let Some(endpoint_id) = &row.endpoint_id else {
+        return Ok((None, row.url.clone()));
+    };
+    match endpoints::url_in(tx, endpoint_id).await? {
+        Some(url) => Ok((Some(endpoint_id.clone()), url)),
+        None => Err(AppError::conflict(format!(
+            "dead letter {}: its endpoint {endpoint_id} was deleted; replay the event \
+             {} to send it to the merchant's endpoints now",
+            row.id, row.event_id
+        ))),
+    }
 }
 
-/// Replays an event: a new delivery with the same `webhook-id` and body,
-/// whatever happened to earlier ones. Returns the new delivery id.
-pub async fn replay(store: &Store, event_id: &EventId) -> AppResult<DeliveryId> {
+/// Replays an event: new deliveries with the same `webhook-id` and body,
+/// whatever happened to earlier ones, to wherever the event goes now.
+/// Returns the new delivery ids; a conflict when it goes nowhere.
+pub async fn replay(store: &Store, event_id: &EventId) -> AppResult<Vec<DeliveryId>> {
     let event = events::get(store, event_id).await?;
     let mut tx = store.begin_write().await?;
-    let delivery_id = DeliveryId::new();
-    redeliver(
-        &mut tx,
-        &delivery_id,
-        &event.id,
-        &event.merchant_id,
-        now_ms(),
-    )
-    .await?;
+    let now = now_ms();
+    let to = events::current_destinations(&mut tx, &event.id).await?;
+    if to.is_empty() {
+        return Err(AppError::conflict(format!(
+            "event {event_id}: no active endpoint of merchant {} takes events of type {}",
+            event.merchant_id, event.kind
+        )));
+    }
+    let mut made = Vec::with_capacity(to.len());
+    for dest in &to {
+        let id = DeliveryId::new();
+        events::insert_delivery(&mut tx, &id, &event.id, &event.merchant_id, dest, now).await?;
+        made.push(id);
+    }
     store.commit(tx, true).await?;
-    let summary = serde_json::json!({"delivery_id": delivery_id});
+    let summary = serde_json::json!({"delivery_ids": made});
     audit::record(store, "event.replay", Some(event_id.as_str()), summary).await;
-    Ok(delivery_id)
+    Ok(made)
 }
 
 /// Resubmits every row matching `filter` that was not resubmitted yet;
 /// returns how many. Works in chunks, one transaction each.
-pub async fn resubmit_matching(store: &Store, filter: &Filter) -> AppResult<u64> {
+/// The audit log records it as `action` on `object_id` (the endpoint, for
+/// `endpoint recover`).
+pub async fn resubmit_matching(
+    store: &Store,
+    filter: &Filter,
+    action: &str,
+    object_id: Option<&str>,
+) -> AppResult<u64> {
     let filter = Filter {
         unresubmitted_only: true,
         ..filter.clone()
@@ -90,11 +109,12 @@ pub async fn resubmit_matching(store: &Store, filter: &Filter) -> AppResult<u64>
         let rows = dead_letters::list(store, &filter, &Page::new(Some(Page::MAX), None)?).await?;
         if rows.is_empty() {
             let summary = serde_json::json!({
-                "merchant_id": filter.merchant_id, "reason": filter.reason,
+                "merchant_id": filter.merchant_id, "endpoint_id": filter.endpoint_id,
+                "reason": filter.reason,
                 "since": filter.since.map(crate::time::rfc3339),
                 "until": filter.until.map(crate::time::rfc3339), "count": total,
             });
-            audit::record(store, "dead_letter.resubmit_matching", None, summary).await;
+            audit::record(store, action, object_id, summary).await;
             return Ok(total);
         }
         let mut tx = store.begin_write().await?;

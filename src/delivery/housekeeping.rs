@@ -17,7 +17,7 @@ use crate::delivery::settings::WorkerSettings;
 use crate::domain::Lane;
 use crate::error::AppResult;
 use crate::store::jobs::{self, DeliveryJob, NewJob};
-use crate::store::{merchants, retention, Store};
+use crate::store::{endpoints, retention, Store};
 use crate::time::now_ms;
 
 /// A pending delivery is looked at by the reconciler once it has been due
@@ -64,7 +64,7 @@ async fn prune(store: Store) {
     if let Err(e) = jobs::prune(store.db()).await {
         tracing::warn!(error = %e, "pruning finished queue jobs failed");
     }
-    if let Err(e) = merchants::clear_expired(&store, now_ms()).await {
+    if let Err(e) = endpoints::clear_expired(&store, now_ms()).await {
         tracing::warn!(error = %e, "clearing expired previous secrets failed");
     }
 }

@@ -112,14 +112,33 @@ pub fn next_after(
     }
 }
 
+/// When an endpoint's failures count as an outage (`circuit.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct HealthRules {
+    /// Failing this long without a success disables the endpoint.
+    pub disable_after: Duration,
+    /// This many failures in a row tell the operator it is failing.
+    pub failure_threshold: u32,
+}
+
+impl HealthRules {
+    pub fn of(c: &crate::config::CircuitConfig) -> Self {
+        HealthRules {
+            disable_after: c.disable_after.0,
+            failure_threshold: c.failure_threshold,
+        }
+    }
+}
+
 /// The plan for a batch of finished jobs, and the endpoints to park (after
 /// the commit, on their own: parking a large backlog takes a while).
-pub fn plan(batch: &[Finished], now: i64, disable_after: Duration) -> (Plan, Vec<(String, i64)>) {
+pub fn plan(batch: &[Finished], now: i64, rules: HealthRules) -> (Plan, Vec<(String, i64)>) {
     let mut plan = Plan {
         now,
         finished_jobs: batch.iter().filter_map(|f| f.job_id.clone()).collect(),
         disable_failing_since_before: now
-            .saturating_sub(disable_after.as_millis().min(i64::MAX as u128) as i64),
+            .saturating_sub(rules.disable_after.as_millis().min(i64::MAX as u128) as i64),
+        failing_after_failures: i64::from(rules.failure_threshold.max(1)),
         ..Plan::default()
     };
     let mut parks = Vec::new();
@@ -179,7 +198,7 @@ fn attempt_write(
         next_job: None,
         dead_letter: None,
         endpoint_ok: None,
-        disable_merchant: None,
+        disable_endpoint: None,
     };
     match next {
         Next::Succeeded => {
@@ -200,7 +219,7 @@ fn attempt_write(
                 w.endpoint_ok = Some(false);
             }
             if *reason == DeadReason::Gone {
-                w.disable_merchant = Some(format!(
+                w.disable_endpoint = Some(format!(
                     "410 Gone from the webhook URL at {}",
                     crate::time::rfc3339(now)
                 ));
@@ -213,6 +232,13 @@ fn attempt_write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules(disable_after_secs: u64) -> HealthRules {
+        HealthRules {
+            disable_after: Duration::from_secs(disable_after_secs),
+            failure_threshold: 10,
+        }
+    }
     use crate::config::RetryConfig;
     use proptest::prelude::*;
 
@@ -294,7 +320,7 @@ mod tests {
         assert_eq!(w.status, DeliveryStatus::Dead);
         assert_eq!(w.dead_letter, Some(DeadReason::Gone));
         assert!(w
-            .disable_merchant
+            .disable_endpoint
             .as_deref()
             .unwrap()
             .starts_with("410 Gone"));
@@ -326,7 +352,7 @@ mod tests {
         );
         assert_eq!(plan.attempts[0].endpoint_ok, Some(false));
         assert_eq!(plan.attempts[1].endpoint_ok, None);
-        assert!(plan.attempts.iter().all(|w| w.disable_merchant.is_none()));
+        assert!(plan.attempts.iter().all(|w| w.disable_endpoint.is_none()));
     }
 
     #[test]
@@ -340,7 +366,7 @@ mod tests {
                 park: Some("https://x:443/h".into()),
             },
         }];
-        let (plan, parks) = plan(&batch, 5, Duration::from_secs(1));
+        let (plan, parks) = plan(&batch, 5, rules(1));
         assert!(plan.finished_jobs.is_empty() && plan.attempts.is_empty());
         let d = &plan.deferrals[0];
         assert_eq!(
@@ -414,7 +440,7 @@ mod tests {
                     Finished { job_id: Some(format!("job-{i}")), outcome }
                 })
                 .collect();
-            let (plan, _) = plan(&batch, now, Duration::from_secs(10));
+            let (plan, _) = plan(&batch, now, rules(10));
             prop_assert_eq!(plan.finished_jobs.len(), batch.len());
             prop_assert_eq!(plan.attempts.len() + plan.deferrals.len(), batch.len());
             for w in &plan.attempts {
@@ -429,7 +455,7 @@ mod tests {
                 // Dead exactly when dead-lettered; finished ones have a completion time.
                 prop_assert_eq!(w.dead_letter.is_some(), w.status == DeliveryStatus::Dead);
                 prop_assert_eq!(w.completed_at.is_some(), w.status != DeliveryStatus::Pending);
-                prop_assert_eq!(w.disable_merchant.is_some(), w.dead_letter == Some(DeadReason::Gone));
+                prop_assert_eq!(w.disable_endpoint.is_some(), w.dead_letter == Some(DeadReason::Gone));
                 if w.status == DeliveryStatus::Succeeded {
                     prop_assert_eq!(w.endpoint_ok, Some(true));
                 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::delivery::batcher::Batcher;
 use crate::delivery::governor::{EndpointGovernor, GovernorSettings, Held, Pass};
-use crate::delivery::outcome::{self, Exchanged, Finished, Next, Outcome};
+use crate::delivery::outcome::{self, Exchanged, Finished, HealthRules, Next, Outcome};
 use crate::delivery::proxy::{ProxyClient, ProxyError};
 use crate::delivery::retry::{parse_retry_after, RetryPolicy};
 use crate::delivery::settings::WorkerSettings;
@@ -22,7 +22,7 @@ use crate::delivery::signer::{self, HexFormat};
 use crate::delivery::target::{self, TargetPolicy};
 use crate::delivery::writer::{self, OutcomeWriter, Patience};
 use crate::domain::{
-    AttemptErrorKind, DeadReason, DeliveryStatus, MerchantStatus, SignatureScheme,
+    AttemptErrorKind, DeadReason, DeliveryStatus, EndpointStatus, SignatureScheme,
 };
 use crate::error::{AppError, AppResult};
 use crate::ids::DeliveryId;
@@ -116,7 +116,7 @@ impl Sender {
             proxy,
             timeout: d.timeout.0,
             keys: store.keys()?.clone(),
-            writer: writer::spawn(store.clone(), cfg.circuit.disable_after.0, shutdown),
+            writer: writer::spawn(store.clone(), HealthRules::of(&cfg.circuit), shutdown),
             contexts: context_loader(store),
             in_flight: Arc::new(AtomicUsize::new(0)),
             request_slots: [slots.first_requests, slots.retry_requests]
@@ -169,12 +169,21 @@ impl Sender {
                 return self.defer(&job, job_id, LOAD_FAILED_RETRY, None).await;
             }
         };
-        if ctx.merchant_status != MerchantStatus::Active {
+        if !ctx.has_signer {
+            let why = "the merchant has no endpoint left to sign with".to_string();
+            return self
+                .refuse(&job, job_id, DeadReason::EndpointDisabled, why)
+                .await;
+        }
+        if ctx.endpoint_status != EndpointStatus::Active {
             return self.defer(&job, job_id, DISABLED_RECHECK, None).await;
         }
         let url = match target::vet_url("url", &ctx.url, self.policy) {
             Ok(u) => u,
-            Err(e) => return self.refuse(&job, job_id, e.message).await,
+            Err(e) => {
+                let reason = DeadReason::RejectedTarget;
+                return self.refuse(&job, job_id, reason, e.message).await;
+            }
         };
         let endpoint = crate::urls::endpoint_key(&url);
         let per_sec = ctx.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok());
@@ -210,17 +219,20 @@ impl Sender {
         Ok(Some(ctx))
     }
 
-    /// A target the policy refuses: dead at once, no request made.
+    /// A delivery that cannot be sent (a target the policy refuses, no
+    /// endpoint to sign with): dead at once, no request made.
     async fn refuse(
         &self,
         job: &DeliveryJob,
         job_id: Option<String>,
+        reason: DeadReason,
         why: String,
     ) -> AppResult<()> {
-        let kind = AttemptErrorKind::RejectedTarget;
-        let next = Next::Dead {
-            reason: DeadReason::RejectedTarget,
+        let kind = match reason {
+            DeadReason::RejectedTarget => AttemptErrorKind::RejectedTarget,
+            _ => AttemptErrorKind::Request,
         };
+        let next = Next::Dead { reason };
         crate::metrics::attempt(next.label(), None, Some(kind), Duration::ZERO);
         let record = AttemptRecord {
             attempt: job.attempt,
@@ -626,7 +638,7 @@ pub fn build_headers(ctx: &AttemptContext, keys: &KeyRing, timestamp: i64) -> Ap
 /// of strings is payhook's bug, not the merchant's: it is logged, counted
 /// and fails the attempt rather than sending without the headers.
 fn extra_headers(ctx: &AttemptContext, keys: &KeyRing) -> AppResult<Vec<(String, String)>> {
-    crate::store::merchants::open_headers(keys, &ctx.headers).inspect_err(|e| {
+    crate::store::endpoints::open_headers(keys, &ctx.headers).inspect_err(|e| {
         crate::metrics::internal_error("extra_headers");
         tracing::error!(error = %e, "stored extra headers cannot be read; attempt fails");
     })

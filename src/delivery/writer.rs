@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::batcher::Batcher;
-use crate::delivery::outcome::{self, Finished};
+use crate::delivery::outcome::{self, Finished, HealthRules};
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::store::{jobs, outcomes, Store};
 use crate::time::now_ms;
@@ -104,8 +104,8 @@ impl OutcomeWriter {
 /// parking a large backlog takes a while, and the outcomes behind this
 /// batch must not wait for it. Parking is an optimisation: a job it misses
 /// is held back when it runs.
-async fn write(store: &Store, batch: &[Finished], disable_after: Duration) -> AppResult<()> {
-    let (plan, parks) = outcome::plan(batch, now_ms(), disable_after);
+async fn write(store: &Store, batch: &[Finished], rules: HealthRules) -> AppResult<()> {
+    let (plan, parks) = outcome::plan(batch, now_ms(), rules);
     match tokio::time::timeout(WRITE_DEADLINE, outcomes::write(store, &plan)).await {
         Ok(r) => r?,
         Err(_) => {
@@ -129,18 +129,18 @@ async fn write(store: &Store, batch: &[Finished], disable_after: Duration) -> Ap
 }
 
 /// Starts the writer; it stops when the last handle is dropped.
-pub fn spawn(store: Store, disable_after: Duration, shutdown: CancellationToken) -> OutcomeWriter {
+pub fn spawn(store: Store, rules: HealthRules, shutdown: CancellationToken) -> OutcomeWriter {
     let batcher = Batcher::spawn(MAX_BATCH, move |batch: Vec<Finished>| {
         let store = store.clone();
         async move {
-            match write(&store, &batch, disable_after).await {
+            match write(&store, &batch, rules).await {
                 Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                 Err(e) if batch.len() > 1 && e.kind != ErrorKind::Unavailable => {
                     // One bad outcome must not fail its neighbours: retry singly.
                     tracing::warn!(error = %e, size = batch.len(), "outcome batch failed; writing one by one");
                     let mut results = Vec::with_capacity(batch.len());
                     for f in &batch {
-                        results.push(write(&store, std::slice::from_ref(f), disable_after).await);
+                        results.push(write(&store, std::slice::from_ref(f), rules).await);
                     }
                     results
                 }

@@ -2,6 +2,7 @@
 //! admin API, so each operation has exactly one implementation.
 
 pub mod api_keys;
+pub mod endpoints;
 pub mod merchants;
 pub mod payments;
 

@@ -15,7 +15,7 @@ use crate::ops::merchants::target_policy;
 use crate::ops::text;
 use crate::store::events::PaymentEvent;
 use crate::store::payments::{self, Payment};
-use crate::store::{self, audit, chains, merchants, Store};
+use crate::store::{self, audit, chains, endpoints, merchants, Store};
 use crate::time::{now_ms, parse_rfc3339};
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,7 +174,7 @@ pub async fn detect(
         )));
     }
     let p = payments::get_in(&mut tx, id).await?;
-    let merchant = merchants::get_in(&mut tx, &p.merchant_id).await?;
+    let targets = endpoints::targets_in(&mut tx, &p.merchant_id).await?;
     let head = chains::head_in(&mut tx, &p.chain).await?;
     // A node chain's head is read at every scan; one older than a few scan
     // intervals counts as unknown (`confirmations` is then null).
@@ -188,7 +188,7 @@ pub async fn detect(
         (h, _) => h.map(|(height, _)| height),
     };
     let event = PaymentEvent {
-        merchant: &merchant,
+        targets: &targets,
         payment: &p,
         kind: EventType::Detected,
         head,

@@ -30,10 +30,10 @@ use crate::error::{AppError, AppResult};
 use crate::events::EventType;
 use crate::ids::{MerchantId, PaymentId};
 use crate::money::{classify, Amount};
+use crate::store::endpoints::{self, Targets};
 use crate::store::events::PaymentEvent;
-use crate::store::merchants::Merchant;
 use crate::store::payments::{self, FinalMove, Payment};
-use crate::store::{self, chains, merchants, Store, Tx};
+use crate::store::{self, chains, Store, Tx};
 use crate::time::now_ms;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -265,17 +265,17 @@ pub(crate) struct Change {
 /// Writes the events of `changes` and their deliveries; true if any
 /// delivery was queued.
 pub(crate) async fn emit(tx: &mut Tx, changes: &[Change], now: i64) -> AppResult<bool> {
-    let mut merchants_by_id: HashMap<&MerchantId, Merchant> = HashMap::new();
+    let mut targets_by_id: HashMap<&MerchantId, Targets> = HashMap::new();
     for c in changes {
         let id = &c.payment.merchant_id;
-        if !merchants_by_id.contains_key(id) {
-            merchants_by_id.insert(id, merchants::get_in(tx, id).await?);
+        if !targets_by_id.contains_key(id) {
+            targets_by_id.insert(id, endpoints::targets_in(tx, id).await?);
         }
     }
     let items: Vec<PaymentEvent> = changes
         .iter()
         .map(|c| PaymentEvent {
-            merchant: &merchants_by_id[&c.payment.merchant_id],
+            targets: &targets_by_id[&c.payment.merchant_id],
             payment: &c.payment,
             kind: c.kind,
             head: c.head,

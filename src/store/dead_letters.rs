@@ -7,7 +7,7 @@ use super::sql::{json_rows, query, Sql, Tx};
 use super::{Page, Store};
 use crate::domain::DeadReason;
 use crate::error::{AppError, AppResult};
-use crate::ids::{DeadLetterId, DeliveryId, EventId, MerchantId};
+use crate::ids::{DeadLetterId, DeliveryId, EndpointId, EventId, MerchantId};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct DeadLetter {
@@ -15,6 +15,7 @@ pub struct DeadLetter {
     pub delivery_id: DeliveryId,
     pub event_id: EventId,
     pub merchant_id: MerchantId,
+    pub endpoint_id: Option<EndpointId>,
     pub url: String,
     pub attempts: i64,
     #[sqlx(try_from = "String")]
@@ -32,6 +33,7 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     pub merchant_id: Option<MerchantId>,
+    pub endpoint_id: Option<EndpointId>,
     pub reason: Option<DeadReason>,
     /// Dead at or after (unix ms).
     pub since: Option<i64>,
@@ -42,21 +44,35 @@ pub struct Filter {
 }
 
 const INSERT_MANY: Sql = Sql::each(
-    "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, url, attempts, reason, \
-     last_status_code, last_error, dead_at) \
-     SELECT j.value ->> 'dlq', d.id, d.event_id, d.merchant_id, d.url, d.attempts, $2, \
+    "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, endpoint_id, url, attempts, \
+     reason, last_status_code, last_error, dead_at) \
+     SELECT j.value ->> 'dlq', d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, $2, \
      d.last_status_code, d.last_error, $3 \
      FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'delivery' \
-     WHERE true ON CONFLICT (delivery_id) DO NOTHING",
-    "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, url, attempts, reason, \
-     last_status_code, last_error, dead_at) \
-     SELECT j.value ->> 'dlq', d.id, d.event_id, d.merchant_id, d.url, d.attempts, $2, \
+     WHERE true ON CONFLICT (delivery_id) DO NOTHING \
+     RETURNING id, delivery_id, event_id, merchant_id, endpoint_id",
+    "INSERT INTO dead_letters (id, delivery_id, event_id, merchant_id, endpoint_id, url, attempts, \
+     reason, last_status_code, last_error, dead_at) \
+     SELECT j.value ->> 'dlq', d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, $2, \
      d.last_status_code, d.last_error, $3 \
      FROM payhook_json_rows($1::jsonb) AS j JOIN deliveries d ON d.id = j.value ->> 'delivery' \
-     WHERE true ON CONFLICT (delivery_id) DO NOTHING",
+     WHERE true ON CONFLICT (delivery_id) DO NOTHING \
+     RETURNING id, delivery_id, event_id, merchant_id, endpoint_id",
 );
 
-/// Dead-letters deliveries whose rows were just marked `dead` in `tx`.
+/// A dead letter just written, as the operator's `dead_letter.created` tells it.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Created {
+    #[serde(rename = "dead_letter_id")]
+    pub id: DeadLetterId,
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub merchant_id: MerchantId,
+    pub endpoint_id: Option<EndpointId>,
+}
+
+/// Dead-letters deliveries whose rows were just marked `dead` in `tx`, and
+/// tells the operator (SPEC §9).
 pub async fn insert_many(
     tx: &mut Tx,
     delivery_ids: &[DeliveryId],
@@ -70,17 +86,17 @@ pub async fn insert_many(
         .iter()
         .map(|d| serde_json::json!({"dlq": DeadLetterId::new(), "delivery": d}))
         .collect();
-    query(INSERT_MANY)
+    let created: Vec<Created> = query(INSERT_MANY)
         .bind(json_rows(&rows)?)
         .bind(reason)
         .bind(now)
-        .execute(tx)
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(())
+    super::operator::dead_letters_created(tx, &created, reason, now).await
 }
 
 const GET: Sql = Sql::both(
-    "SELECT id, delivery_id, event_id, merchant_id, url, attempts, reason, last_status_code, \
+    "SELECT id, delivery_id, event_id, merchant_id, endpoint_id, url, attempts, reason, last_status_code, \
      last_error, dead_at, resubmitted_at, resubmitted_delivery_id FROM dead_letters WHERE id = $1",
 );
 
@@ -102,11 +118,12 @@ pub async fn get_in(tx: &mut Tx, id: &DeadLetterId) -> AppResult<DeadLetter> {
 }
 
 const LIST: Sql = Sql::both(
-    "SELECT id, delivery_id, event_id, merchant_id, url, attempts, reason, last_status_code, \
+    "SELECT id, delivery_id, event_id, merchant_id, endpoint_id, url, attempts, reason, last_status_code, \
      last_error, dead_at, resubmitted_at, resubmitted_delivery_id FROM dead_letters \
      WHERE ($1 IS NULL OR merchant_id = $1) AND ($2 IS NULL OR reason = $2) \
      AND ($3 IS NULL OR dead_at >= $3) AND ($4 IS NULL OR dead_at < $4) \
-     AND ($5 = 0 OR resubmitted_at IS NULL) AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7",
+     AND ($5 = 0 OR resubmitted_at IS NULL) AND ($6 IS NULL OR id < $6) \
+     AND ($8 IS NULL OR endpoint_id = $8) ORDER BY id DESC LIMIT $7",
 );
 
 pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<DeadLetter>> {
@@ -118,6 +135,7 @@ pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<
         .bind(filter.unresubmitted_only)
         .bind(&page.cursor)
         .bind(page.limit)
+        .bind(filter.endpoint_id.as_ref())
         .fetch_all(store.db())
         .await?)
 }

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::sql::{id_rows, query, Sql};
 use super::{Page, Store};
-use crate::domain::{AttemptErrorKind, DeliveryStatus, MerchantStatus, SignatureScheme};
+use crate::domain::{AttemptErrorKind, DeliveryStatus, EndpointStatus, SignatureScheme};
 use crate::error::{AppError, AppResult};
 use crate::events::EventType;
-use crate::ids::{DeliveryId, EventId, MerchantId, PaymentId};
+use crate::ids::{DeliveryId, EndpointId, EventId, MerchantId, PaymentId};
 use crate::sealing::Sealed;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -17,6 +17,8 @@ pub struct Delivery {
     pub id: DeliveryId,
     pub event_id: EventId,
     pub merchant_id: MerchantId,
+    /// `None` for a payment's `callback_url`.
+    pub endpoint_id: Option<EndpointId>,
     pub url: String,
     #[sqlx(try_from = "String")]
     pub status: DeliveryStatus,
@@ -80,8 +82,14 @@ pub struct AttemptContext {
     pub payload: String,
     pub event_created_at: i64,
     pub merchant_id: MerchantId,
+    /// Whether an endpoint signs it: the delivery's own, or for a payment's
+    /// `callback_url` the merchant's primary endpoint (none when the merchant
+    /// has no endpoint left; the fields below are then placeholders).
+    pub has_signer: bool,
+    /// The endpoint's status; for a payment's `callback_url` always `active`
+    /// (the primary endpoint signs it, but that URL's state is its own).
     #[sqlx(try_from = "String")]
-    pub merchant_status: MerchantStatus,
+    pub endpoint_status: EndpointStatus,
     pub secret: Sealed,
     pub previous_secret: Option<Sealed>,
     pub previous_secret_expires_at: Option<i64>,
@@ -96,17 +104,29 @@ pub struct AttemptContext {
 
 const ATTEMPT_CONTEXTS: Sql = Sql::each(
     "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
-     e.created_at AS event_created_at, m.id AS merchant_id, m.status AS merchant_status, m.secret, \
-     m.previous_secret, m.previous_secret_expires_at, m.signature_scheme, m.signature_header, \
-     m.signature_prefix, m.headers, m.rate_limit_per_sec \
+     e.created_at AS event_created_at, d.merchant_id, \
+     ep.id IS NOT NULL AS has_signer, CASE WHEN ep.id IS NULL THEN 'disabled' \
+     WHEN d.endpoint_id IS NULL THEN 'active' ELSE ep.status END AS endpoint_status, \
+     COALESCE(ep.secret, '') AS secret, ep.previous_secret, ep.previous_secret_expires_at, \
+     COALESCE(ep.signature_scheme, 'standard') AS signature_scheme, ep.signature_header, \
+     ep.signature_prefix, COALESCE(ep.headers, '{}') AS headers, ep.rate_limit_per_sec \
      FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
-     JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id",
+     JOIN events e ON e.id = d.event_id \
+     LEFT JOIN endpoints ep ON ep.id = COALESCE(d.endpoint_id, (SELECT p.id FROM endpoints p \
+     WHERE p.merchant_id = d.merchant_id AND p.deleted_at IS NULL \
+     ORDER BY p.created_at, p.id LIMIT 1))",
     "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
-     e.created_at AS event_created_at, m.id AS merchant_id, m.status AS merchant_status, m.secret, \
-     m.previous_secret, m.previous_secret_expires_at, m.signature_scheme, m.signature_header, \
-     m.signature_prefix, m.headers, m.rate_limit_per_sec \
+     e.created_at AS event_created_at, d.merchant_id, \
+     ep.id IS NOT NULL AS has_signer, CASE WHEN ep.id IS NULL THEN 'disabled' \
+     WHEN d.endpoint_id IS NULL THEN 'active' ELSE ep.status END AS endpoint_status, \
+     COALESCE(ep.secret, '') AS secret, ep.previous_secret, ep.previous_secret_expires_at, \
+     COALESCE(ep.signature_scheme, 'standard') AS signature_scheme, ep.signature_header, \
+     ep.signature_prefix, COALESCE(ep.headers, '{}') AS headers, ep.rate_limit_per_sec \
      FROM payhook_json_rows($1::jsonb) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
-     JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id",
+     JOIN events e ON e.id = d.event_id \
+     LEFT JOIN endpoints ep ON ep.id = COALESCE(d.endpoint_id, (SELECT p.id FROM endpoints p \
+     WHERE p.merchant_id = d.merchant_id AND p.deleted_at IS NULL \
+     ORDER BY p.created_at, p.id LIMIT 1))",
 );
 
 /// The contexts of many deliveries in one query (unknown ids are absent).
@@ -118,7 +138,8 @@ pub async fn attempt_contexts(store: &Store, ids: &[DeliveryId]) -> AppResult<Ve
 }
 
 const GET: Sql = Sql::both(
-    "SELECT id, event_id, merchant_id, url, status, attempts, next_attempt_at, last_status_code, \
+    "SELECT id, event_id, merchant_id, endpoint_id, url, status, attempts, next_attempt_at, \
+     last_status_code, \
      last_error, created_at, updated_at, completed_at FROM deliveries WHERE id = $1",
 );
 
@@ -147,6 +168,7 @@ pub async fn attempts(store: &Store, delivery_id: &DeliveryId) -> AppResult<Vec<
 pub struct Filter {
     pub status: Option<DeliveryStatus>,
     pub merchant_id: Option<MerchantId>,
+    pub endpoint_id: Option<EndpointId>,
     pub event_id: Option<EventId>,
     /// Only deliveries of events of this type.
     pub event_type: Option<EventType>,
@@ -161,14 +183,16 @@ pub struct Filter {
 /// The event-side filters go through `events` (indexed by type and by
 /// payment); the time range through `deliveries_created`.
 const LIST: Sql = Sql::both(
-    "SELECT id, event_id, merchant_id, url, status, attempts, next_attempt_at, last_status_code, \
+    "SELECT id, event_id, merchant_id, endpoint_id, url, status, attempts, next_attempt_at, \
+     last_status_code, \
      last_error, created_at, updated_at, completed_at FROM deliveries \
      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR merchant_id = $2) \
      AND ($3 IS NULL OR event_id = $3) \
      AND ($4 IS NULL OR event_id IN (SELECT id FROM events WHERE type = $4)) \
      AND ($5 IS NULL OR event_id IN (SELECT id FROM events WHERE payment_id = $5)) \
      AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) \
-     AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9",
+     AND ($8 IS NULL OR id < $8) AND ($10 IS NULL OR endpoint_id = $10) \
+     ORDER BY id DESC LIMIT $9",
 );
 
 pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<Delivery>> {
@@ -182,6 +206,7 @@ pub async fn list(store: &Store, filter: &Filter, page: &Page) -> AppResult<Vec<
         .bind(filter.until)
         .bind(&page.cursor)
         .bind(page.limit)
+        .bind(filter.endpoint_id.as_ref())
         .fetch_all(store.db())
         .await?)
 }

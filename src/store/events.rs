@@ -4,14 +4,14 @@
 
 use serde::Serialize;
 
+use super::endpoints::{Destination, Target, Targets};
 use super::jobs::{self, NewJob};
-use super::merchants::Merchant;
 use super::payments::Payment;
 use super::sql::{json_rows, query, Sql, Tx};
 use super::Store;
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventType};
-use crate::ids::{DeliveryId, EventId, MerchantId, PaymentId};
+use crate::ids::{DeliveryId, EndpointId, EventId, MerchantId, PaymentId};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct Event {
@@ -37,7 +37,8 @@ fn raw_json<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
 
 /// A payment that just entered the status its event reports.
 pub struct PaymentEvent<'a> {
-    pub merchant: &'a Merchant,
+    /// The merchant's endpoints (`endpoints::targets_in`).
+    pub targets: &'a Targets,
     pub payment: &'a Payment,
     pub kind: EventType,
     /// The chain head, for the `confirmations` field.
@@ -47,8 +48,9 @@ pub struct PaymentEvent<'a> {
 }
 
 /// Writes the events of many payments with their deliveries (to the
-/// payment's `callback_url`, else the merchant's `webhook_url`) and jobs, a
-/// few statements for the whole batch. Returns how many deliveries it made.
+/// payment's `callback_url`, else every endpoint that takes the type) and
+/// jobs, a few statements for the whole batch. Returns how many deliveries
+/// it made.
 pub async fn emit_for_payments(
     tx: &mut Tx,
     items: &[PaymentEvent<'_>],
@@ -56,17 +58,20 @@ pub async fn emit_for_payments(
 ) -> AppResult<usize> {
     let rows = payment_event_rows(tx, items, now).await?;
     let deliveries = insert_events(tx, &rows, now).await?;
-    Ok(deliveries.iter().flatten().count())
+    Ok(deliveries.iter().map(Vec::len).sum())
 }
 
-/// One payment's event; returns its delivery id (`None` if unsubscribed).
+/// One payment's event; returns its delivery ids (none if no endpoint takes it).
 pub async fn emit_for_payment(
     tx: &mut Tx,
     item: &PaymentEvent<'_>,
     now: i64,
-) -> AppResult<Option<DeliveryId>> {
+) -> AppResult<Vec<DeliveryId>> {
     let rows = payment_event_rows(tx, std::slice::from_ref(item), now).await?;
-    Ok(insert_events(tx, &rows, now).await?.pop().flatten())
+    Ok(insert_events(tx, &rows, now)
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
 const EVENT_COUNTS: Sql = Sql::each(
@@ -112,65 +117,55 @@ fn payment_event_row(it: &PaymentEvent<'_>, seq: u64, now: i64) -> EventRow {
     );
     let data = it.payment.event_data(it.head, it.reason);
     let payload = events::payment_body(id.as_str(), it.kind, now, data);
-    let url = it
-        .payment
-        .callback_url
-        .as_deref()
-        .unwrap_or(&it.merchant.webhook_url);
-    EventRow::new(id, it.merchant, Some(&it.payment.id), it.kind, payload, url)
+    EventRow {
+        destinations: it.targets.destinations(it.kind, p.callback_url.as_deref()),
+        id,
+        merchant_id: p.merchant_id.clone(),
+        payment_id: Some(p.id.clone()),
+        kind: it.kind.as_str().to_string(),
+        payload,
+    }
 }
 
-/// Writes a `webhook.test` event for the merchant and its delivery.
+/// Writes a `webhook.test` event of the merchant for one endpoint and its
+/// delivery.
 pub async fn emit_test(
     tx: &mut Tx,
-    merchant: &Merchant,
+    merchant_id: &MerchantId,
+    endpoint: &Target,
     now: i64,
 ) -> AppResult<(EventId, Option<DeliveryId>)> {
     let id = EventId::new();
-    let payload = events::test_body(id.as_str(), now, merchant.id.as_str());
-    let row = EventRow::new(
-        id.clone(),
-        merchant,
-        None,
-        EventType::Test,
-        payload,
-        &merchant.webhook_url,
+    let payload = events::test_body(
+        id.as_str(),
+        now,
+        merchant_id.as_str(),
+        Some(endpoint.id.as_str()),
     );
-    Ok((id, insert_events(tx, &[row], now).await?.pop().flatten()))
+    let row = EventRow {
+        id: id.clone(),
+        merchant_id: merchant_id.clone(),
+        payment_id: None,
+        kind: EventType::Test.as_str().to_string(),
+        payload,
+        destinations: vec![(Some(endpoint.id.clone()), endpoint.url.clone())],
+    };
+    let mut made = insert_events(tx, &[row], now).await?;
+    Ok((id, made.pop().and_then(|d| d.into_iter().next())))
 }
 
-/// An event about to be written; `url` is `None` when the merchant does not
-/// subscribe to its type (the event is kept, nothing is sent).
+/// An event about to be written, and where it goes (nowhere when no
+/// endpoint takes its type: the event is kept, nothing is sent).
 #[derive(Serialize)]
-struct EventRow {
-    id: EventId,
-    merchant_id: MerchantId,
-    payment_id: Option<PaymentId>,
+pub(crate) struct EventRow {
+    pub id: EventId,
+    pub merchant_id: MerchantId,
+    pub payment_id: Option<PaymentId>,
     #[serde(rename = "type")]
-    kind: &'static str,
-    payload: String,
+    pub kind: String,
+    pub payload: String,
     #[serde(skip)]
-    url: Option<String>,
-}
-
-impl EventRow {
-    fn new(
-        id: EventId,
-        m: &Merchant,
-        payment_id: Option<&PaymentId>,
-        kind: EventType,
-        payload: String,
-        url: &str,
-    ) -> Self {
-        EventRow {
-            id,
-            merchant_id: m.id.clone(),
-            payment_id: payment_id.cloned(),
-            kind: kind.as_str(),
-            payload,
-            url: m.subscribes_to(kind).then(|| url.to_string()),
-        }
-    }
+    pub destinations: Vec<Destination>,
 }
 
 const INSERT_EVENTS: Sql = Sql::each(
@@ -182,13 +177,13 @@ const INSERT_EVENTS: Sql = Sql::each(
      value ->> 'payload', $2 FROM payhook_json_rows($1::jsonb)",
 );
 
-/// Inserts events, then deliveries for the subscribed ones; returns the
-/// delivery id of each event, in order.
-async fn insert_events(
+/// Inserts events, then their deliveries; returns the delivery ids of each
+/// event, in order.
+pub(crate) async fn insert_events(
     tx: &mut Tx,
     rows: &[EventRow],
     now: i64,
-) -> AppResult<Vec<Option<DeliveryId>>> {
+) -> AppResult<Vec<Vec<DeliveryId>>> {
     if rows.is_empty() {
         return Ok(vec![]);
     }
@@ -200,14 +195,13 @@ async fn insert_events(
     let mut ids = Vec::with_capacity(rows.len());
     let mut new = Vec::new();
     for r in rows {
-        match &r.url {
-            Some(url) => {
-                let d = NewDelivery::new(&r.id, &r.merchant_id, url);
-                ids.push(Some(d.id.clone()));
-                new.push(d);
-            }
-            None => ids.push(None),
+        let mut made = Vec::with_capacity(r.destinations.len());
+        for (endpoint_id, url) in &r.destinations {
+            let d = NewDelivery::new(&r.id, &r.merchant_id, endpoint_id.as_ref(), url);
+            made.push(d.id.clone());
+            new.push(d);
         }
+        ids.push(made);
     }
     insert_deliveries(tx, &new, now).await?;
     Ok(ids)
@@ -218,16 +212,23 @@ struct NewDelivery {
     id: DeliveryId,
     event_id: EventId,
     merchant_id: MerchantId,
+    endpoint_id: Option<EndpointId>,
     url: String,
     endpoint: String,
 }
 
 impl NewDelivery {
-    fn new(event_id: &EventId, merchant_id: &MerchantId, url: &str) -> Self {
+    fn new(
+        event_id: &EventId,
+        merchant_id: &MerchantId,
+        endpoint_id: Option<&EndpointId>,
+        url: &str,
+    ) -> Self {
         NewDelivery {
             id: DeliveryId::new(),
             event_id: event_id.clone(),
             merchant_id: merchant_id.clone(),
+            endpoint_id: endpoint_id.cloned(),
             url: url.to_string(),
             endpoint: crate::urls::endpoint_key_of(url),
         }
@@ -235,14 +236,16 @@ impl NewDelivery {
 }
 
 const INSERT_DELIVERIES: Sql = Sql::each(
-    "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, \
-     next_attempt_at, created_at, updated_at) \
-     SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', \
-     value ->> 'endpoint', 'pending', 0, $2, $2, $2 FROM json_each($1)",
-    "INSERT INTO deliveries (id, event_id, merchant_id, url, endpoint, status, attempts, \
-     next_attempt_at, created_at, updated_at) \
-     SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', value ->> 'url', \
-     value ->> 'endpoint', 'pending', 0, $2, $2, $2 FROM payhook_json_rows($1::jsonb)",
+    "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, endpoint, status, \
+     attempts, next_attempt_at, created_at, updated_at) \
+     SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', \
+     value ->> 'endpoint_id', value ->> 'url', value ->> 'endpoint', 'pending', 0, $2, $2, $2 \
+     FROM json_each($1)",
+    "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, endpoint, status, \
+     attempts, next_attempt_at, created_at, updated_at) \
+     SELECT value ->> 'id', value ->> 'event_id', value ->> 'merchant_id', \
+     value ->> 'endpoint_id', value ->> 'url', value ->> 'endpoint', 'pending', 0, $2, $2, $2 \
+     FROM payhook_json_rows($1::jsonb)",
 );
 
 /// Pending deliveries due now, with their first-attempt jobs.
@@ -265,12 +268,12 @@ pub async fn insert_delivery(
     id: &DeliveryId,
     event_id: &EventId,
     merchant_id: &MerchantId,
-    url: &str,
+    to: &Destination,
     now: i64,
 ) -> AppResult<()> {
     let row = NewDelivery {
         id: id.clone(),
-        ..NewDelivery::new(event_id, merchant_id, url)
+        ..NewDelivery::new(event_id, merchant_id, to.0.as_ref(), &to.1)
     };
     insert_deliveries(tx, &[row], now).await
 }
@@ -299,18 +302,23 @@ pub async fn list_for_payment(store: &Store, payment_id: &PaymentId) -> AppResul
         .await?)
 }
 
-const CURRENT_TARGET: Sql = Sql::both(
-    "SELECT COALESCE(p.callback_url, m.webhook_url) FROM events e \
-     JOIN merchants m ON m.id = e.merchant_id LEFT JOIN payments p ON p.id = e.payment_id \
-     WHERE e.id = $1",
+const PAYMENT_OF: Sql = Sql::both(
+    "SELECT e.merchant_id, e.type, p.callback_url FROM events e \
+     LEFT JOIN payments p ON p.id = e.payment_id WHERE e.id = $1",
 );
 
-/// Where an event goes now: its payment's `callback_url`, else the
-/// merchant's current `webhook_url`.
-pub async fn current_target(tx: &mut Tx, event_id: &EventId) -> AppResult<String> {
-    query(CURRENT_TARGET)
+/// Where an event goes now (a replay): its payment's `callback_url`, else
+/// every active endpoint of the merchant that takes its type.
+pub async fn current_destinations(tx: &mut Tx, event_id: &EventId) -> AppResult<Vec<Destination>> {
+    let (merchant_id, kind, callback): (MerchantId, String, Option<String>) = query(PAYMENT_OF)
         .bind(event_id)
-        .scalar_optional(tx)
+        .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| AppError::not_found("event", event_id.as_str()))
+        .ok_or_else(|| AppError::not_found("event", event_id.as_str()))?;
+    let targets = super::endpoints::targets_in(tx, &merchant_id).await?;
+    // Operator events and types this release no longer knows go nowhere new.
+    let Ok(kind) = EventType::parse("type", &kind) else {
+        return Ok(vec![]);
+    };
+    Ok(targets.destinations(kind, callback.as_deref()))
 }

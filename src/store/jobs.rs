@@ -187,23 +187,24 @@ pub async fn park_endpoint(db: &Db, endpoint: &str, until_ms: i64) -> AppResult<
     Ok(())
 }
 
-const MAKE_DUE_FOR_MERCHANT: Sql = Sql::each(
+const MAKE_DUE_FOR_ENDPOINT: Sql = Sql::each(
     "UPDATE Jobs SET run_at = CAST(strftime('%s', 'now') AS INTEGER) \
      WHERE status = 'Pending' AND job_type IN ($2, $3) \
      AND CAST(job AS TEXT) ->> 'delivery_id' IN \
-     (SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending')",
+     (SELECT id FROM deliveries WHERE endpoint_id = $1 AND status = 'pending')",
     "UPDATE apalis.jobs SET run_at = now() \
-     WHERE status = 'Pending' AND job_type IN ($2, $3) AND metadata -> 'merchant_id' = $1",
+     WHERE status = 'Pending' AND job_type IN ($2, $3) AND metadata -> 'delivery_id' = ANY(ARRAY( \
+     SELECT id FROM deliveries WHERE endpoint_id = $1 AND status = 'pending'))",
 );
 
-/// Makes the queued jobs of a merchant's pending deliveries due now (after
-/// `merchant enable`, so they do not wait out their deferral).
-pub async fn make_due_for_merchant(
+/// Makes the queued jobs of an endpoint's pending deliveries due now (after
+/// `endpoint enable`, so they do not wait out their deferral).
+pub async fn make_due_for_endpoint(
     tx: &mut Tx,
-    merchant_id: &crate::ids::MerchantId,
+    endpoint_id: &crate::ids::EndpointId,
 ) -> AppResult<()> {
-    query(MAKE_DUE_FOR_MERCHANT)
-        .bind(merchant_id)
+    query(MAKE_DUE_FOR_ENDPOINT)
+        .bind(endpoint_id)
         .bind(Lane::First.queue())
         .bind(Lane::Retry.queue())
         .execute(tx)

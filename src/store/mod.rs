@@ -12,10 +12,12 @@ pub mod audit;
 pub mod chains;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod endpoint_health;
 pub mod endpoints;
 pub mod events;
 pub mod jobs;
 pub mod merchants;
+pub mod operator;
 pub mod outcomes;
 pub mod payments;
 pub mod retention;
@@ -167,8 +169,8 @@ impl Store {
         }
         // Rows written before secrets were sealed at rest are sealed now.
         if self.keys.is_some() {
-            let unsealed = merchants::Reseal::Unsealed;
-            merchants::reseal(self, unsealed, crate::time::now_ms()).await?;
+            let unsealed = endpoints::Reseal::Unsealed;
+            endpoints::reseal(self, unsealed, crate::time::now_ms()).await?;
         }
         Ok(())
     }

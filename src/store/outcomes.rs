@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::jobs::{self, NewJob};
 use super::sql::{json_rows, query, Sql, Tx};
-use super::{dead_letters, endpoints, merchants, Store};
+use super::{dead_letters, endpoint_health, endpoints, Store};
 use crate::domain::{AttemptErrorKind, DeadReason, DeliveryStatus};
 use crate::error::AppResult;
 use crate::ids::DeliveryId;
@@ -27,6 +27,9 @@ pub struct Plan {
     /// Endpoints that failed in this batch and have been failing since
     /// before this time (unix ms) are disabled.
     pub disable_failing_since_before: i64,
+    /// Endpoints with this many failures in a row are reported failing
+    /// (`endpoint.failing`, once per outage).
+    pub failing_after_failures: i64,
 }
 
 /// One attempt's record and what follows from it. Everything here applies
@@ -43,9 +46,9 @@ pub struct AttemptWrite {
     pub dead_letter: Option<DeadReason>,
     /// `Some(true)`: the endpoint answered; `Some(false)`: it failed.
     pub endpoint_ok: Option<bool>,
-    /// Disable the merchant whose webhook URL this delivery went to, with
-    /// this reason (a per-payment `callback_url` disables nothing).
-    pub disable_merchant: Option<String>,
+    /// Disable the endpoint this delivery went to, with this reason (a
+    /// per-payment `callback_url` disables nothing).
+    pub disable_endpoint: Option<String>,
 }
 
 /// One row of `delivery_attempts`.
@@ -206,18 +209,19 @@ async fn write_consequences(tx: &mut Tx, writes: &[&AttemptWrite], plan: &Plan) 
             Some(false) => failed.push(w.delivery_id.clone()),
             None => {}
         }
-        if let Some(why) = &w.disable_merchant {
-            merchants::disable_for_delivery(tx, &w.delivery_id, why).await?;
+        if let Some(why) = &w.disable_endpoint {
+            endpoints::disable_for_delivery(tx, &w.delivery_id, why, plan.now).await?;
         }
     }
     for (reason, ids) in &dead {
         dead_letters::insert_many(tx, ids, *reason, plan.now).await?;
     }
-    endpoints::record(tx, &failed, false, plan.now).await?;
-    endpoints::record(tx, &ok, true, plan.now).await?;
+    let threshold = plan.failing_after_failures;
+    endpoint_health::record_failures(tx, &failed, threshold, plan.now).await?;
+    endpoint_health::record_successes(tx, &ok, plan.now).await?;
     let cutoff = plan.disable_failing_since_before;
-    for endpoint in endpoints::failing_since_before(tx, &failed, cutoff).await? {
-        endpoints::disable(tx, &endpoint, plan.now).await?;
+    for endpoint in endpoint_health::failing_since_before(tx, &failed, cutoff).await? {
+        endpoint_health::disable(tx, &endpoint, plan.now).await?;
     }
     Ok(())
 }

@@ -160,11 +160,15 @@ async fn bulk_resubmit_by_filter_skips_rows_already_resubmitted() {
         ..Default::default()
     };
     assert_eq!(
-        dlq::resubmit_matching(&env.store, &filter).await.unwrap(),
+        dlq::resubmit_matching(&env.store, &filter, "dead_letter.resubmit_matching", None)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(
-        dlq::resubmit_matching(&env.store, &filter).await.unwrap(),
+        dlq::resubmit_matching(&env.store, &filter, "dead_letter.resubmit_matching", None)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(
@@ -202,7 +206,9 @@ async fn concurrent_bulk_resubmissions_make_one_delivery_per_dead_letter() {
     let runs: Vec<_> = (0..3)
         .map(|_| {
             let (store, filter) = (env.store.clone(), filter.clone());
-            tokio::spawn(async move { dlq::resubmit_matching(&store, &filter).await })
+            tokio::spawn(async move {
+                dlq::resubmit_matching(&store, &filter, "dead_letter.resubmit_matching", None).await
+            })
         })
         .collect();
     let mut total = 0;

@@ -339,12 +339,15 @@ async fn first_attempts_are_not_starved_by_a_retry_backlog() {
     let healthy = env.merchant(&rx.url("/fresh")).await;
     // 2,000 deliveries whose next (second) attempt is due now, on the retry lane.
     let mut tx = env.store.begin_write().await.unwrap();
-    let m = merchant_rows::get(&env.store, &failing.merchant.id)
+    let mid = failing.merchant.id.clone();
+    let targets = payhook::store::endpoints::targets_in(&mut tx, &mid)
         .await
         .unwrap();
+    let primary = &targets.endpoints[0];
     let mut ids = Vec::new();
     for _ in 0..2000 {
-        let (_, d) = payhook::store::events::emit_test(&mut tx, &m, payhook::time::now_ms())
+        let now = payhook::time::now_ms();
+        let (_, d) = payhook::store::events::emit_test(&mut tx, &mid, primary, now)
             .await
             .unwrap();
         ids.push(d.unwrap());

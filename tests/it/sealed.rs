@@ -137,8 +137,8 @@ async fn a_key_rotation_keeps_old_rows_readable_and_reseals_them() {
     .unwrap();
     delivered_and_verified(&env, &rx, m.secret.expose()).await;
     pipeline.stop().await.unwrap();
-    let which = payhook::store::merchants::Reseal::NotUnderCurrentKey;
-    let resealed = payhook::store::merchants::reseal(&store, which, payhook::time::now_ms())
+    let which = payhook::store::endpoints::Reseal::NotUnderCurrentKey;
+    let resealed = payhook::store::endpoints::reseal(&store, which, payhook::time::now_ms())
         .await
         .unwrap();
     assert_eq!(resealed, 1);
@@ -159,16 +159,17 @@ async fn a_key_rotation_keeps_old_rows_readable_and_reseals_them() {
 async fn rows_written_before_sealing_are_sealed_when_the_store_opens() {
     let env = Env::new().await;
     let m = env.merchant("https://example.com/hook").await;
-    // A row as an older release wrote it: the secret in the clear.
+    // A row as an older release wrote it (moved to `endpoints` by the
+    // migration as it was): the secret in the clear.
     env.exec_string(format!(
-        "UPDATE merchants SET secret = '{}', headers = '{{}}'",
+        "UPDATE endpoints SET secret = '{}', headers = '{{}}'",
         m.secret.expose()
     ))
     .await;
     assert!(contains(&raw_database(&env).await, m.secret.expose()) || on_postgres());
     let store = Store::open(&env.cfg).await.unwrap();
     let stored: String =
-        payhook::store::query(payhook::store::Sql::both("SELECT secret FROM merchants"))
+        payhook::store::query(payhook::store::Sql::both("SELECT secret FROM endpoints"))
             .scalar(store.db())
             .await
             .unwrap();

@@ -1,0 +1,199 @@
+//! The `endpoint_health` table, keyed by URL key (the unit of circuits):
+//! since when each has been failing without a success (for
+//! `circuit.disable_after`), how many failures in a row (for the operator's
+//! `endpoint.failing`, once per outage), and disabling the endpoints of a
+//! key that failed for too long (their pending deliveries to the DLQ).
+
+use std::collections::HashSet;
+
+use super::sql::{id_rows, query, Sql, Tx};
+use super::{dead_letters, endpoints, jobs, operator};
+use crate::domain::DeadReason;
+use crate::error::AppResult;
+use crate::ids::{DeliveryId, EndpointId, MerchantId};
+
+/// The first success after a reported outage: the rows to report recovered.
+const RECOVERED: Sql = Sql::each(
+    "UPDATE endpoint_health SET failing_reported = 0 WHERE failing_reported = 1 AND endpoint IN \
+     (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1))) \
+     RETURNING endpoint",
+    "UPDATE endpoint_health SET failing_reported = 0 WHERE failing_reported = 1 AND endpoint IN \
+     (SELECT endpoint FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))) RETURNING endpoint",
+);
+
+/// A success only matters to an endpoint that was failing (no row, or no
+/// `failing_since`, means healthy): no write otherwise.
+const RECORD_SUCCESS: Sql = Sql::each(
+    "UPDATE endpoint_health SET failing_since = NULL, failures = 0, last_success_at = $2 \
+     WHERE failing_since IS NOT NULL AND endpoint IN \
+     (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1)))",
+    "UPDATE endpoint_health SET failing_since = NULL, failures = 0, last_success_at = $2 \
+     WHERE failing_since IS NOT NULL AND endpoint IN (SELECT endpoint FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)))",
+);
+
+const RECORD_FAILURE: Sql = Sql::each(
+    "INSERT INTO endpoint_health (endpoint, failing_since, last_failure_at, failures) \
+     SELECT endpoint, $2, $2, COUNT(*) FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM json_each($1)) GROUP BY endpoint \
+     ON CONFLICT (endpoint) DO UPDATE SET \
+     failing_since = COALESCE(endpoint_health.failing_since, excluded.failing_since), \
+     last_failure_at = excluded.last_failure_at, \
+     failures = endpoint_health.failures + excluded.failures",
+    "INSERT INTO endpoint_health (endpoint, failing_since, last_failure_at, failures) \
+     SELECT endpoint, $2, $2, COUNT(*) FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) GROUP BY endpoint \
+     ON CONFLICT (endpoint) DO UPDATE SET \
+     failing_since = COALESCE(endpoint_health.failing_since, excluded.failing_since), \
+     last_failure_at = excluded.last_failure_at, \
+     failures = endpoint_health.failures + excluded.failures",
+);
+
+/// Failures in a row reached the threshold, not yet reported: the rows to
+/// report failing.
+const NOW_FAILING: Sql = Sql::each(
+    "UPDATE endpoint_health SET failing_reported = 1 WHERE failing_reported = 0 \
+     AND failures >= $2 AND endpoint IN \
+     (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1))) \
+     RETURNING endpoint",
+    "UPDATE endpoint_health SET failing_reported = 1 WHERE failing_reported = 0 \
+     AND failures >= $2 AND endpoint IN (SELECT endpoint FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))) RETURNING endpoint",
+);
+
+const ENDPOINTS_OF: Sql = Sql::each(
+    "SELECT DISTINCT endpoint, endpoint_id, merchant_id FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM json_each($1)) AND endpoint_id IS NOT NULL",
+    "SELECT DISTINCT endpoint, endpoint_id, merchant_id FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) \
+     AND endpoint_id IS NOT NULL",
+);
+
+/// The endpoints (rows) of these deliveries whose URL key is in `keys`.
+async fn endpoints_with_keys(
+    tx: &mut Tx,
+    delivery_ids: &[DeliveryId],
+    keys: Vec<String>,
+) -> AppResult<Vec<(EndpointId, MerchantId)>> {
+    if keys.is_empty() {
+        return Ok(vec![]);
+    }
+    let keys: HashSet<String> = keys.into_iter().collect();
+    let rows: Vec<(String, EndpointId, MerchantId)> = query(ENDPOINTS_OF)
+        .bind(id_rows(delivery_ids))
+        .fetch_all(tx)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(key, _, _)| keys.contains(key))
+        .map(|(_, id, m)| (id, m))
+        .collect())
+}
+
+/// Records the endpoints of these failed deliveries as failing (keeping
+/// the first failure time, counting failures in a row), and tells the
+/// operator of those whose count just reached `threshold`.
+pub async fn record_failures(
+    tx: &mut Tx,
+    delivery_ids: &[DeliveryId],
+    threshold: i64,
+    now: i64,
+) -> AppResult<()> {
+    if delivery_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = id_rows(delivery_ids);
+    query(RECORD_FAILURE)
+        .bind(&ids)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let keys: Vec<String> = query(NOW_FAILING)
+        .bind(&ids)
+        .bind(threshold)
+        .scalars(&mut *tx)
+        .await?;
+    let failing = endpoints_with_keys(tx, delivery_ids, keys).await?;
+    operator::endpoints_changed(tx, &failing, true, now).await
+}
+
+/// Records the endpoints of these delivered deliveries as healthy, and
+/// tells the operator of those that were reported failing.
+pub async fn record_successes(tx: &mut Tx, delivery_ids: &[DeliveryId], now: i64) -> AppResult<()> {
+    if delivery_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = id_rows(delivery_ids);
+    let keys: Vec<String> = query(RECOVERED).bind(&ids).scalars(&mut *tx).await?;
+    query(RECORD_SUCCESS)
+        .bind(&ids)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let recovered = endpoints_with_keys(tx, delivery_ids, keys).await?;
+    operator::endpoints_changed(tx, &recovered, false, now).await
+}
+
+const FAILING_SINCE_BEFORE: Sql = Sql::each(
+    "SELECT endpoint FROM endpoint_health WHERE failing_since IS NOT NULL AND failing_since <= $2 \
+     AND endpoint IN (SELECT endpoint FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM json_each($1)))",
+    "SELECT endpoint FROM endpoint_health WHERE failing_since IS NOT NULL AND failing_since <= $2 \
+     AND endpoint IN (SELECT endpoint FROM deliveries \
+     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)))",
+);
+
+/// Endpoints of these deliveries that have failed since `cutoff` or longer.
+pub async fn failing_since_before(
+    tx: &mut Tx,
+    delivery_ids: &[DeliveryId],
+    cutoff: i64,
+) -> AppResult<Vec<String>> {
+    if delivery_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(query(FAILING_SINCE_BEFORE)
+        .bind(id_rows(delivery_ids))
+        .bind(cutoff)
+        .scalars(tx)
+        .await?)
+}
+
+const KILL_PENDING: Sql = Sql::both(
+    "UPDATE deliveries SET status = 'dead', updated_at = $2, completed_at = $2, next_attempt_at = NULL \
+     WHERE endpoint = $1 AND status = 'pending' RETURNING id",
+);
+
+const RESTART_CLOCK: Sql =
+    Sql::both("UPDATE endpoint_health SET failing_since = NULL, failures = 0 WHERE endpoint = $1");
+
+/// Disables a URL key that failed for too long: the endpoints sending to it
+/// become `disabled`, every pending delivery to it is dead-lettered
+/// (`endpoint_disabled`) and its queued job removed, and the failure clock
+/// restarts (so `endpoint enable` gives it a fresh period).
+pub async fn disable(tx: &mut Tx, endpoint: &str, now: i64) -> AppResult<u64> {
+    let origin = crate::urls::key_origin(endpoint);
+    let reason = format!(
+        "endpoint {origin} failing without a success since before circuit.disable_after (disabled {})",
+        crate::time::rfc3339(now)
+    );
+    endpoints::disable_by_key(tx, endpoint, &reason, now).await?;
+    let dead: Vec<DeliveryId> = query(KILL_PENDING)
+        .bind(endpoint)
+        .bind(now)
+        .scalars(&mut *tx)
+        .await?;
+    dead_letters::insert_many(tx, &dead, DeadReason::EndpointDisabled, now).await?;
+    jobs::cancel_for_deliveries(tx, &dead).await?;
+    query(RESTART_CLOCK)
+        .bind(endpoint)
+        .execute(&mut *tx)
+        .await?;
+    tracing::warn!(
+        endpoint = origin,
+        dead_lettered = dead.len(),
+        "endpoint disabled after failing for circuit.disable_after"
+    );
+    Ok(dead.len() as u64)
+}
