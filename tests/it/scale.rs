@@ -87,7 +87,11 @@ impl Procs {
             .arg("--config")
             .arg(&config)
             .arg(role)
-            .env("RUST_LOG", "info")
+            // PAYHOOK_TEST_CHILD_LOG (e.g. `debug`) to look closer.
+            .env(
+                "RUST_LOG",
+                std::env::var("PAYHOOK_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(env.dir.path().join(log)).unwrap())
             .spawn()
@@ -303,28 +307,33 @@ async fn a_database_outage_is_survived_without_loss_or_double_confirmation() {
         .status()
         .unwrap()
         .success());
+    let back_at = Instant::now();
     // Back: the head moves and everything flows again, by itself.
     let store = payhook::store::Store::open(&env.cfg).await.unwrap();
     payhook::ops::payments::set_head(&store, &env.cfg, "ethereum", 100)
         .await
         .unwrap();
     let total = PAYMENTS * 2;
-    wait_for(
-        Duration::from_secs(90),
-        "every event delivered after the outage",
-        || {
-            let (watch, store) = (watch.clone(), &store);
-            async move {
-                let events: i64 =
-                    payhook::store::query(payhook::store::Sql::both("SELECT COUNT(*) FROM events"))
-                        .scalar(store.db())
-                        .await
-                        .unwrap_or(0);
-                (events as usize == total && watch.delivered() == total).then_some(())
-            }
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let events: i64 =
+            payhook::store::query(payhook::store::Sql::both("SELECT COUNT(*) FROM events"))
+                .scalar(store.db())
+                .await
+                .unwrap_or(0);
+        if events as usize == total && watch.delivered() == total {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let report = outage_report(&store, &watch, env.dir.path()).await;
+            panic!(
+                "timed out after 90 s waiting for every event delivered after the outage \
+                 (database back {:.1} s ago)\n{report}",
+                back_at.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let env = Env { store, ..env };
     confirmed_once_each(&env, PAYMENTS).await;
     drop(procs);
@@ -344,4 +353,88 @@ async fn a_database_outage_is_survived_without_loss_or_double_confirmation() {
             "{log}: {complaints} warnings in 10 s:\n{text}"
         );
     }
+}
+
+/// What a stuck outage test saw: the counts on each side and the tails of
+/// the child processes' logs (they live in a temp dir that is gone after).
+async fn outage_report(
+    store: &payhook::store::Store,
+    watch: &Watch,
+    dir: &std::path::Path,
+) -> String {
+    use payhook::store::{query, Sql};
+    let db = store.db();
+    let mut out = String::new();
+    let events: Result<i64, _> = query(Sql::both("SELECT COUNT(*) FROM events"))
+        .scalar(db)
+        .await;
+    let (requests, delivered) = {
+        let s = watch.state.lock().unwrap();
+        (s.requests, s.delivered.len())
+    };
+    out += &format!(
+        "events in db: {events:?}; receiver: {delivered} delivered, {requests} requests\n"
+    );
+    let by_status: Result<Vec<(String, i64)>, _> = query(Sql::both(
+        "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status",
+    ))
+    .fetch_all(db)
+    .await;
+    out += &format!("deliveries by status: {by_status:?}\n");
+    let jobs: Result<Vec<(String, String, i64)>, _> = query(Sql::both(
+        "SELECT job_type, status, COUNT(*) FROM apalis.jobs GROUP BY job_type, status \
+         ORDER BY job_type, status",
+    ))
+    .fetch_all(db)
+    .await;
+    out += &format!("apalis jobs by lane and status: {jobs:?}\n");
+    let sample: Result<Vec<String>, _> = query(Sql::both(
+        "SELECT concat_ws(' ', id, job_type, status, attempts, 'lock_by', lock_by, \
+         'run_at', run_at, 'lock_at', lock_at) FROM apalis.jobs ORDER BY run_at LIMIT 5",
+    ))
+    .scalars(db)
+    .await;
+    out += &format!("oldest jobs: {sample:#?}\n");
+    let workers: Result<Vec<(String, String, String)>, _> = query(Sql::both(
+        "SELECT id, worker_type, CAST(last_seen AS TEXT) FROM apalis.workers ORDER BY last_seen",
+    ))
+    .fetch_all(db)
+    .await;
+    out += &format!(
+        "apalis workers: {workers:#?}\nnow: {:?}\n",
+        query(Sql::both("SELECT CAST(now() AS TEXT)"))
+            .scalar::<String>(db)
+            .await
+    );
+    for log in ["worker.log", "scanner.log"] {
+        let text = strip_ansi(&std::fs::read_to_string(dir.join(log)).unwrap_or_default());
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        out += &format!(
+            "--- {log}: last {} of {} lines\n{}\n",
+            tail.len(),
+            lines.len(),
+            tail.join("\n")
+        );
+    }
+    out
+}
+
+/// The logs' colour codes, removed so a panic message reads cleanly.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters… final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
