@@ -285,12 +285,13 @@ async fn healthy_drain(
 
 /// `n` webhook.test events for a merchant, in one transaction.
 async fn emit_tests(store: &Store, merchant_id: &MerchantId, n: usize) {
-    let m = payhook::store::merchants::get(store, merchant_id)
+    let mut tx = store.begin_write().await.unwrap();
+    let targets = payhook::store::endpoints::targets_in(&mut tx, merchant_id)
         .await
         .unwrap();
-    let mut tx = store.begin_write().await.unwrap();
     for _ in 0..n {
-        payhook::store::events::emit_test(&mut tx, &m, payhook::time::now_ms())
+        let now = payhook::time::now_ms();
+        payhook::store::events::emit_test(&mut tx, merchant_id, &targets.endpoints[0], now)
             .await
             .unwrap();
     }

@@ -63,11 +63,7 @@ pub async fn rotate_secret(
     OptionalBody(r): OptionalBody<Rotate>,
 ) -> Result<Json<WithSecret>, ApiError> {
     access.may_see(&id, "merchant", id.as_str())?;
-    let overlap = match r.overlap.as_deref() {
-        None => std::time::Duration::from_secs(24 * 3600),
-        Some(raw) => crate::config::parse_duration(raw)
-            .map_err(|e| crate::error::AppError::bad_input(format!("overlap: {e}")))?,
-    };
+    let overlap = crate::ops::endpoints::parse_overlap(r.overlap.as_deref())?;
     Ok(Json(
         merchants::rotate_secret(&s.store, &id, overlap).await?,
     ))

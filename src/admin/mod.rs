@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod chains;
 mod deliveries;
+mod endpoints;
 mod error;
 mod events;
 mod health;
@@ -83,6 +84,26 @@ pub fn router(state: AppState, token: &str) -> Router {
             post(api_keys::create).get(api_keys::list),
         )
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route(
+            "/v1/merchants/{id}/endpoints",
+            post(endpoints::create).get(endpoints::list),
+        )
+        .route(
+            "/v1/endpoints/{id}",
+            get(endpoints::show)
+                .patch(endpoints::update)
+                .delete(endpoints::delete),
+        )
+        .route(
+            "/v1/endpoints/{id}/rotate-secret",
+            post(endpoints::rotate_secret),
+        )
+        .route("/v1/endpoints/{id}/secret", get(endpoints::reveal_secret))
+        .route("/v1/endpoints/{id}/test", post(endpoints::test))
+        .route("/v1/endpoints/{id}/enable", post(endpoints::enable))
+        .route("/v1/endpoints/{id}/disable", post(endpoints::disable))
+        .route("/v1/endpoints/{id}/health", get(endpoints::health))
+        .route("/v1/endpoints/{id}/recover", post(endpoints::recover))
         .route("/v1/payments/{id}", get(payments::show))
         .route("/v1/events/{id}", get(events::show))
         .route("/v1/events/{id}/replay", post(events::replay))

@@ -11,33 +11,47 @@ use crate::ids::MerchantId;
 use crate::ops::merchants::{self, NewMerchant};
 use crate::store::{self, Page, Store};
 
-/// The settings flags `add` and `update` share.
+/// The settings flags `add` and `update` share (of merchants and endpoints).
 #[derive(Debug, clap::Args)]
 pub struct Settings {
     /// standard (Standard Webhooks, default) or hex.
     #[arg(long = "signature-scheme", alias = "scheme")]
-    signature_scheme: Option<String>,
+    pub(super) signature_scheme: Option<String>,
     /// Header of the hex scheme [default: x-payhook-signature].
     #[arg(long = "signature-header")]
-    signature_header: Option<String>,
+    pub(super) signature_header: Option<String>,
     /// Prefix of the hex scheme [default: sha256=].
     #[arg(long = "signature-prefix")]
-    signature_prefix: Option<String>,
+    pub(super) signature_prefix: Option<String>,
     /// Extra static header "Name: value" (repeatable; values are secret;
     /// on update they replace the previous set).
     #[arg(long = "header", value_name = "NAME: VALUE")]
-    headers: Vec<String>,
+    pub(super) headers: Vec<String>,
     /// Subscribe only to these event types (repeatable or comma-separated;
     /// on update, "all" subscribes to every type again).
     #[arg(long = "event-type", value_delimiter = ',')]
-    event_types: Vec<String>,
+    pub(super) event_types: Vec<String>,
     /// Per-endpoint rate limit override (requests per second).
     #[arg(long = "rate-limit-per-sec")]
-    rate_limit_per_sec: Option<i64>,
+    pub(super) rate_limit_per_sec: Option<i64>,
 }
 
 impl Settings {
-    fn headers(&self) -> AppResult<Option<BTreeMap<String, String>>> {
+    /// The event filter of `add`: none given is every type.
+    pub(super) fn new_event_types(&self) -> Option<Vec<String>> {
+        (!self.event_types.is_empty()).then(|| self.event_types.clone())
+    }
+
+    /// The event filter of `update`: absent, `all` (clear) or a list.
+    pub(super) fn patched_event_types(&self) -> Option<Option<Vec<String>>> {
+        match self.event_types.as_slice() {
+            [] => None,
+            [all] if all == "all" => Some(None),
+            list => Some(Some(list.to_vec())),
+        }
+    }
+
+    pub(super) fn headers(&self) -> AppResult<Option<BTreeMap<String, String>>> {
         let map: BTreeMap<String, String> = self
             .headers
             .iter()
@@ -162,10 +176,10 @@ async fn add(
         name,
         webhook_url,
         headers: settings.headers()?,
+        event_types: settings.new_event_types(),
         signature_scheme: settings.signature_scheme,
         signature_header: settings.signature_header,
         signature_prefix: settings.signature_prefix,
-        event_types: (!settings.event_types.is_empty()).then_some(settings.event_types),
         rate_limit_per_sec: settings.rate_limit_per_sec,
     };
     let created = merchants::create(store, cfg, input).await?;
@@ -216,14 +230,10 @@ fn patch(
         name,
         webhook_url,
         headers: settings.headers()?,
+        event_types: settings.patched_event_types(),
         signature_scheme: settings.signature_scheme,
         signature_header: settings.signature_header.map(Some),
         signature_prefix: settings.signature_prefix.map(Some),
-        event_types: match settings.event_types.as_slice() {
-            [] => None,
-            [all] if all == "all" => Some(None),
-            list => Some(Some(list.to_vec())),
-        },
         rate_limit_per_sec: settings.rate_limit_per_sec.map(Some),
     })
 }

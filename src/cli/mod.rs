@@ -6,6 +6,7 @@ mod api_key;
 mod audit;
 mod deliveries;
 mod dlq;
+mod endpoint;
 mod event;
 mod init;
 mod merchant;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Manage merchants.
     #[command(subcommand)]
     Merchant(merchant::MerchantCmd),
+    /// Manage a merchant's webhook endpoints.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCmd),
     /// Register and inspect payments.
     #[command(subcommand)]
     Payment(payment::PaymentCmd),
@@ -158,6 +162,7 @@ async fn run(cli: Cli) -> AppResult<()> {
             let store = Store::open(&cfg).await?;
             let res = match command {
                 Command::Merchant(c) => merchant::run(&store, &cfg, c, json).await,
+                Command::Endpoint(c) => endpoint::run(&store, &cfg, c, json).await,
                 Command::Payment(c) => payment::run(&store, &cfg, c, json).await,
                 Command::Chain(c) => payment::run_chain(&store, &cfg, c, json).await,
                 Command::Scan => {

@@ -287,7 +287,7 @@ mod tests {
         let (plan, parks) = plan(
             &[attempted("dlv_a", 1, Next::Retry { at_ms: 9_000 })],
             1_000,
-            Duration::from_secs(60),
+            rules(60),
         );
         assert!(parks.is_empty());
         assert_eq!(plan.finished_jobs, ["job-dlv_a"]);
@@ -314,7 +314,7 @@ mod tests {
                 },
             )],
             5,
-            Duration::from_secs(1),
+            rules(1),
         );
         let w = &plan.attempts[0];
         assert_eq!(w.status, DeliveryStatus::Dead);
@@ -348,7 +348,7 @@ mod tests {
                 ),
             ],
             5,
-            Duration::from_secs(1),
+            rules(1),
         );
         assert_eq!(plan.attempts[0].endpoint_ok, Some(false));
         assert_eq!(plan.attempts[1].endpoint_ok, None);

@@ -554,3 +554,56 @@ pub(crate) fn settings_summary(ep: &Endpoint) -> serde_json::Value {
 pub(crate) async fn insert_in(tx: &mut Tx, ep: &Endpoint) -> AppResult<()> {
     endpoints::insert(tx, ep).await
 }
+
+/// `GET /v1/endpoints/{id}/health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub endpoint_id: EndpointId,
+    pub status: EndpointStatus,
+    /// `closed`; `open` after `circuit.failure_threshold` failures in a row
+    /// (attempts are held back); `half_open` once `circuit.cooldown` has
+    /// passed since the last failure (the next attempt is a probe). Read
+    /// from the database, so the same for every worker.
+    pub circuit: &'static str,
+    pub failures_in_a_row: i64,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
+    pub last_success_at: Option<i64>,
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
+    pub last_failure_at: Option<i64>,
+    /// Failing without a success since (`circuit.disable_after` counts from here).
+    #[serde(serialize_with = "crate::time::ser::opt_ms")]
+    pub failing_since: Option<i64>,
+    pub attempts_24h: i64,
+    pub succeeded_24h: i64,
+    /// Succeeded over attempts in the last 24 h, to 4 places (null without attempts).
+    pub success_ratio_24h: Option<f64>,
+}
+
+pub async fn health(store: &Store, cfg: &Config, id: &EndpointId) -> AppResult<Health> {
+    let ep = endpoints::get(store, id).await?;
+    let now = now_ms();
+    let key = crate::urls::endpoint_key_of(&ep.url);
+    let row = store::endpoint_health::of_endpoint(store, id, &key, now - 86_400_000).await?;
+    let threshold = i64::from(cfg.circuit.failure_threshold.max(1));
+    let cooldown = cfg.circuit.cooldown.0.as_millis() as i64;
+    let circuit = if row.failures < threshold {
+        "closed"
+    } else if row.last_failure_at.is_some_and(|t| now - t < cooldown) {
+        "open"
+    } else {
+        "half_open"
+    };
+    Ok(Health {
+        endpoint_id: ep.id,
+        status: ep.status,
+        circuit,
+        failures_in_a_row: row.failures,
+        last_success_at: row.last_success_at,
+        last_failure_at: row.last_failure_at,
+        failing_since: row.failing_since,
+        attempts_24h: row.attempts,
+        succeeded_24h: row.succeeded,
+        success_ratio_24h: (row.attempts > 0)
+            .then(|| (row.succeeded as f64 / row.attempts as f64 * 10_000.0).round() / 10_000.0),
+    })
+}

@@ -197,3 +197,62 @@ pub async fn disable(tx: &mut Tx, endpoint: &str, now: i64) -> AppResult<u64> {
     );
     Ok(dead.len() as u64)
 }
+
+/// What the health report of one endpoint reads from the database.
+#[derive(Debug, Clone, Default)]
+pub struct HealthRow {
+    pub failing_since: Option<i64>,
+    pub last_failure_at: Option<i64>,
+    pub last_success_at: Option<i64>,
+    /// Failures in a row at its URL key.
+    pub failures: i64,
+    /// Attempts to this endpoint since the window's start, and how many
+    /// succeeded.
+    pub attempts: i64,
+    pub succeeded: i64,
+}
+
+/// failing_since, last_failure_at, last_success_at, failures.
+type HealthOfKey = (Option<i64>, Option<i64>, Option<i64>, i64);
+
+const HEALTH_OF_KEY: Sql = Sql::both(
+    "SELECT failing_since, last_failure_at, last_success_at, failures FROM endpoint_health \
+     WHERE endpoint = $1",
+);
+
+/// Attempts since `$2` of the endpoint's deliveries touched since then (an
+/// attempt updates its delivery, so older deliveries cannot have one).
+const ATTEMPTS_SINCE: Sql = Sql::both(
+    "SELECT COUNT(*), COUNT(CASE WHEN a.error_kind IS NULL THEN 1 END) \
+     FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id \
+     WHERE d.endpoint_id = $1 AND d.updated_at >= $2 AND a.started_at >= $2",
+);
+
+/// The health of the endpoint `id` whose URL key is `key`, with its
+/// attempts since `since`.
+pub async fn of_endpoint(
+    store: &super::Store,
+    id: &EndpointId,
+    key: &str,
+    since: i64,
+) -> AppResult<HealthRow> {
+    let health: Option<HealthOfKey> = query(HEALTH_OF_KEY)
+        .bind(key)
+        .fetch_optional(store.db())
+        .await?;
+    let (attempts, succeeded): (i64, i64) = query(ATTEMPTS_SINCE)
+        .bind(id)
+        .bind(since)
+        .fetch_one(store.db())
+        .await?;
+    let (failing_since, last_failure_at, last_success_at, failures) =
+        health.unwrap_or((None, None, None, 0));
+    Ok(HealthRow {
+        failing_since,
+        last_failure_at,
+        last_success_at,
+        failures,
+        attempts,
+        succeeded,
+    })
+}

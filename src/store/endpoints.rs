@@ -154,7 +154,7 @@ const GET: Sql = Sql::both(
     "SELECT id, merchant_id, url, description, secret, previous_secret, \
      previous_secret_expires_at, signature_scheme, signature_header, signature_prefix, headers, \
      event_types, rate_limit_per_sec, status, disabled_reason, created_at FROM endpoints \
-     WHERE id = $1 AND deleted_at IS NULL",
+     WHERE id = $1 AND deleted_at IS NULL AND id <> 'ep_operator'",
 );
 
 pub async fn find(store: &Store, id: &EndpointId) -> AppResult<Option<Endpoint>> {

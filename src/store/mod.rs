@@ -154,23 +154,31 @@ impl Store {
     /// tracks them in `_sqlx_migrations`), then payhook's (tracked apart, in
     /// `_payhook_migrations`), whose later files tune the queue's tables.
     pub async fn migrate(&self) -> AppResult<()> {
+        self.migrate_to(i64::MAX).await?;
+        // Rows written before secrets were sealed at rest are sealed now.
+        if self.keys.is_some() {
+            let unsealed = endpoints::Reseal::Unsealed;
+            endpoints::reseal(self, unsealed, crate::time::now_ms()).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies payhook's migrations up to `version` (and the queue's
+    /// tables), as a release that ended there would have: upgrade tests
+    /// build a previous release's schema with it.
+    pub async fn migrate_to(&self, version: i64) -> AppResult<()> {
         jobs::create_queue_tables(&self.pool).await?;
         match &self.pool {
             Db::Sqlite(pool) => {
                 let mut migrator = sqlx::migrate!("./migrations/sqlite");
                 migrator.dangerous_set_table_name("_payhook_migrations");
-                migrator.run(pool).await?;
+                migrator.run_to(version, pool).await?;
             }
             Db::Pg(pool) => {
                 let mut migrator = sqlx::migrate!("./migrations/postgres");
                 migrator.dangerous_set_table_name("_payhook_migrations");
-                migrator.run(pool).await?;
+                migrator.run_to(version, pool).await?;
             }
-        }
-        // Rows written before secrets were sealed at rest are sealed now.
-        if self.keys.is_some() {
-            let unsealed = endpoints::Reseal::Unsealed;
-            endpoints::reseal(self, unsealed, crate::time::now_ms()).await?;
         }
         Ok(())
     }

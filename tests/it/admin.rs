@@ -12,16 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{wait_for, Env, Receiver};
 
-const TOKEN: &str = "test-admin-token-0123456789-abcdefghijkl";
+pub(crate) const TOKEN: &str = "test-admin-token-0123456789-abcdefghijkl";
 
-struct Api {
+pub(crate) struct Api {
     base: String,
     client: reqwest::Client,
     stop: CancellationToken,
 }
 
 impl Api {
-    async fn start(env: &Env) -> Api {
+    pub(crate) async fn start(env: &Env) -> Api {
         let listener = admin::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState {
@@ -37,7 +37,7 @@ impl Api {
         }
     }
 
-    async fn call_with(
+    pub(crate) async fn call_with(
         &self,
         method: Method,
         path: &str,
@@ -64,17 +64,22 @@ impl Api {
         )
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let body = body.map(|b| b.to_string());
         self.call_with(method, path, body.as_deref(), Some(TOKEN))
             .await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(Method::POST, path, Some(body)).await
     }
 }
@@ -231,14 +236,17 @@ async fn every_route_works_end_to_end() {
         .verify(&replayed.body, &replayed.headers)
         .unwrap();
 
-    // Deliveries.
-    let (st, list) = api
-        .get(&format!(
-            "/v1/deliveries?status=succeeded&merchant_id={mid}"
-        ))
-        .await;
-    assert_eq!(st, 200);
-    assert!(list["data"].as_array().unwrap().len() >= 4);
+    // Deliveries (an outcome is written just after the receiver answers).
+    let path = format!("/v1/deliveries?status=succeeded&merchant_id={mid}");
+    let list = wait_for(Duration::from_secs(15), "4 succeeded deliveries", || {
+        let (api, path) = (&api, &path);
+        async move {
+            let (st, list) = api.get(path).await;
+            assert_eq!(st, 200);
+            (list["data"].as_array().unwrap().len() >= 4).then_some(list)
+        }
+    })
+    .await;
     let did = list["data"][0]["id"].as_str().unwrap().to_string();
     let (st, one) = api.get(&format!("/v1/deliveries/{did}")).await;
     assert_eq!(st, 200);

@@ -9,6 +9,7 @@ mod cli;
 mod config_errors;
 mod crash;
 mod delivery;
+mod endpoints;
 mod evm;
 mod faults;
 mod ganache;

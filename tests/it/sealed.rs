@@ -18,7 +18,7 @@ const HEADER_VALUE: &str = "apikey-VALUE-9d3e1c77";
 async fn raw_database(env: &Env) -> Vec<u8> {
     if on_postgres() {
         let rows: Vec<(String, String, Option<String>)> = payhook::store::query(
-            payhook::store::Sql::both("SELECT secret, headers, previous_secret FROM merchants"),
+            payhook::store::Sql::both("SELECT secret, headers, previous_secret FROM endpoints"),
         )
         .fetch_all(env.store.db())
         .await
