@@ -68,6 +68,8 @@ fn every_command_has_help() {
         vec!["dlq", "resubmit", "--help"],
         vec!["deliveries", "list", "--help"],
         vec!["verify", "--help"],
+        vec!["endpoint", "--help"],
+        vec!["endpoint", "recover", "--help"],
         vec!["serve", "--help"],
     ] {
         let out = Command::new(payhook_bin()).args(&args).output().unwrap();
@@ -330,5 +332,151 @@ fn cli_changes_are_audited_and_listed() {
     assert_eq!(rows[0]["object_id"], m.merchant.id.as_str());
     assert_eq!(rows[0]["actor"], "admin");
     let bad = run(&["audit", "list", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// `payhook endpoint …` end to end on one database: add (secret shown
+/// once), list, update, reveal (audited), disable/enable, health, recover,
+/// delete; bad input exits 2 naming the flag or field.
+#[test]
+fn endpoint_commands_manage_a_merchants_endpoints() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let env = rt.block_on(crate::support::Env::new());
+    let config = write_config(env.dir.path(), &env.cfg);
+    let m = rt.block_on(env.merchant("https://example.com/primary"));
+    let mid = m.merchant.id.as_str();
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let added = json(&payhook(
+        &config,
+        &[
+            "--json",
+            "endpoint",
+            "add",
+            "--merchant-id",
+            mid,
+            "--url",
+            "https://example.com/second",
+            "--description",
+            "warehouse",
+            "--event-type",
+            "payment.confirmed,payment.expired",
+        ],
+    ));
+    let ep = added["id"].as_str().unwrap().to_string();
+    let secret = added["secret"].as_str().unwrap().to_string();
+    assert!(ep.starts_with("ep_") && secret.starts_with("whsec_"));
+    assert_eq!(
+        added["event_types"],
+        serde_json::json!(["payment.confirmed", "payment.expired"])
+    );
+    let listed = json(&payhook(
+        &config,
+        &["--json", "endpoint", "list", "--merchant-id", mid],
+    ));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!stdout(&payhook(
+        &config,
+        &["endpoint", "list", "--merchant-id", mid]
+    ))
+    .contains(&secret));
+    let updated = json(&payhook(
+        &config,
+        &[
+            "--json",
+            "endpoint",
+            "update",
+            &ep,
+            "--event-type",
+            "all",
+            "--description",
+            "",
+        ],
+    ));
+    assert!(
+        updated["event_types"].is_null() && updated["description"].is_null(),
+        "{updated}"
+    );
+    let shown = payhook(&config, &["endpoint", "reveal-secret", &ep]);
+    assert_eq!(stdout(&shown).trim(), secret);
+    let disabled = json(&payhook(&config, &["--json", "endpoint", "disable", &ep]));
+    assert_eq!(disabled["status"], "disabled");
+    let enabled = json(&payhook(&config, &["--json", "endpoint", "enable", &ep]));
+    assert_eq!(enabled["status"], "active");
+    let health = json(&payhook(&config, &["--json", "endpoint", "health", &ep]));
+    assert_eq!(
+        (health["circuit"].as_str(), health["attempts_24h"].as_i64()),
+        (Some("closed"), Some(0))
+    );
+    let recovered = json(&payhook(
+        &config,
+        &[
+            "--json",
+            "endpoint",
+            "recover",
+            &ep,
+            "--since",
+            "2026-01-01T00:00:00Z",
+        ],
+    ));
+    assert_eq!(recovered["count"], 0);
+    let audit = json(&payhook(
+        &config,
+        &["--json", "audit", "list", "--object-id", &ep],
+    ));
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "endpoint.create",
+        "endpoint.update",
+        "endpoint.reveal_secret",
+        "endpoint.disable",
+        "endpoint.enable",
+        "endpoint.recover",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    assert!(!audit.to_string().contains(&secret));
+    let deleted = json(&payhook(&config, &["--json", "endpoint", "delete", &ep]));
+    assert_eq!(deleted["deleted"], true);
+    let gone = payhook(&config, &["endpoint", "show", &ep]);
+    assert_eq!(gone.status.code(), Some(2), "{}", stderr(&gone));
+    assert!(stderr(&gone).contains(&ep));
+    // Bad input: exit 2, the field named.
+    let bad = payhook(
+        &config,
+        &[
+            "endpoint",
+            "add",
+            "--merchant-id",
+            mid,
+            "--url",
+            "https://example.com/x",
+            "--rate-limit-per-sec",
+            "0",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("rate_limit_per_sec"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = payhook(
+        &config,
+        &[
+            "endpoint",
+            "recover",
+            &m.merchant.endpoint_id.clone().unwrap().to_string(),
+            "--since",
+            "last week",
+        ],
+    );
     assert_eq!(bad.status.code(), Some(2));
 }

@@ -507,3 +507,175 @@ async fn a_database_from_the_previous_release_upgrades_and_keeps_its_secret() {
         .any(|h| h.header("webhook-id") == "evt_01OLDEVENT"));
     store.close().await;
 }
+
+/// Operator events (SPEC §9) for one endpoint's outage: `endpoint.failing`
+/// once when its failures in a row reach the threshold, `dead_letter.created`
+/// when a delivery is exhausted, `endpoint.recovered` at its next success;
+/// each signed with `operator.secret`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_events_arrive_signed_and_failing_is_told_once_per_outage() {
+    let rx = Receiver::start().await;
+    let ops_secret = payhook::ids::new_secret();
+    let ops_url = rx.url("/ops");
+    let (url, secret) = (ops_url.clone(), ops_secret.clone());
+    let env = Env::with(move |c| {
+        c.operator.webhook_url = Some(payhook::ids::Secret::new(url));
+        c.operator.secret = Some(secret);
+        c.circuit.failure_threshold = 3;
+        c.circuit.cooldown = payhook::config::HumanDuration(Duration::from_millis(500));
+        c.retry.max_attempts = 4;
+        c.retry.base = payhook::config::HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    let now = payhook::time::now_ms();
+    payhook::store::operator::sync(&env.store, &env.cfg.operator, now)
+        .await
+        .unwrap();
+    rx.script(
+        "/flaky",
+        vec![500.into(); 4]
+            .into_iter()
+            .chain([Reply::from(200)])
+            .collect(),
+    );
+    let m = env.merchant(&rx.url("/flaky")).await;
+    let pipeline = env.start();
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
+    let types = |rx: &Receiver| -> Vec<String> {
+        rx.hits("/ops")
+            .iter()
+            .map(|h| h.json()["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "failing and dead_letter.created",
+        || {
+            let rx = rx.clone();
+            async move {
+                let t = types(&rx);
+                (t.contains(&"endpoint.failing".into())
+                    && t.contains(&"dead_letter.created".into()))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    // The next delivery succeeds: recovered.
+    payhook::ops::merchants::send_test(&env.store, &m.merchant.id)
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "endpoint.recovered", || {
+        let rx = rx.clone();
+        async move {
+            types(&rx)
+                .contains(&"endpoint.recovered".into())
+                .then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pipeline.stop().await.unwrap();
+    let mut seen = types(&rx);
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "dead_letter.created",
+            "endpoint.failing",
+            "endpoint.recovered"
+        ],
+        "one of each: failing once for four failures in a row"
+    );
+    let wh = standardwebhooks::Webhook::new(ops_secret.expose()).unwrap();
+    for hit in rx.hits("/ops") {
+        wh.verify(&hit.body, &hit.headers)
+            .expect("operator events verify with operator.secret");
+        let body = hit.json();
+        assert_eq!(body["data"]["merchant_id"], json!(m.merchant.id));
+        assert_eq!(body["data"]["endpoint_id"], json!(m.merchant.endpoint_id));
+        if body["type"] == "dead_letter.created" {
+            assert!(body["data"]["delivery_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("dlv_"));
+            assert!(body["data"]["event_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("evt_"));
+            assert!(body["data"]["dead_letter_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("dlq_"));
+            assert_eq!(body["data"]["reason"], "exhausted");
+        }
+    }
+    // The operator's hidden merchant is nowhere in the merchant list.
+    let list = payhook::store::merchants::list(
+        &env.store,
+        &payhook::store::Page::new(None, None).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(list.len(), 1);
+}
+
+/// A dead operator URL (it accepts connections and never answers) holds
+/// its own attempts, not the merchants': their deliveries go out while the
+/// operator's are still hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_operator_url_does_not_hold_up_merchant_deliveries() {
+    use std::sync::atomic::Ordering;
+    let (hole, open) = crate::support::black_hole().await;
+    let rx = Receiver::start().await;
+    let env = Env::with(move |c| {
+        c.operator.webhook_url = Some(payhook::ids::Secret::new(format!("http://{hole}/ops")));
+        c.operator.secret = Some(payhook::ids::new_secret());
+        c.delivery.timeout = payhook::config::HumanDuration(Duration::from_secs(5));
+    })
+    .await;
+    let now = payhook::time::now_ms();
+    payhook::store::operator::sync(&env.store, &env.cfg.operator, now)
+        .await
+        .unwrap();
+    let healthy = env.merchant(&rx.url("/shop")).await;
+    // Operator events: twenty endpoints disabled by hand.
+    for i in 0..20 {
+        let m = env.merchant(&rx.url(&format!("/other-{i}"))).await;
+        let ep = m.merchant.endpoint_id.unwrap();
+        payhook::ops::endpoints::disable(&env.store, &ep)
+            .await
+            .unwrap();
+    }
+    let pipeline = env.start();
+    wait_for(Duration::from_secs(10), "operator attempts hanging", || {
+        let open = open.clone();
+        async move { (open.load(Ordering::SeqCst) >= 1).then_some(()) }
+    })
+    .await;
+    for _ in 0..30 {
+        payhook::ops::merchants::send_test(&env.store, &healthy.merchant.id)
+            .await
+            .unwrap();
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the merchant's 30 deliveries",
+        || {
+            let rx = rx.clone();
+            async move { (rx.hits("/shop").len() == 30).then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        open.load(Ordering::SeqCst) >= 1,
+        "the operator's attempts were still hanging meanwhile"
+    );
+    let waiting = env
+        .count("SELECT COUNT(*) FROM deliveries WHERE merchant_id = 'mer_operator' AND status = 'pending'")
+        .await;
+    assert_eq!(waiting, 20, "operator events wait, none lost");
+    pipeline.stop().await.unwrap();
+}
