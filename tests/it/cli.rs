@@ -473,7 +473,7 @@ fn endpoint_commands_manage_a_merchants_endpoints() {
         &[
             "endpoint",
             "recover",
-            &m.merchant.endpoint_id.clone().unwrap().to_string(),
+            m.merchant.endpoint_id.as_ref().unwrap().as_str(),
             "--since",
             "last week",
         ],
