@@ -119,7 +119,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     (
         "get",
         "/v1/deliveries",
-        "List deliveries (status, merchant_id, event_id, event_type, payment_id, since, until, limit, cursor)",
+        "List deliveries (status, merchant_id, endpoint_id, event_id, event_type, payment_id, since, until, limit, cursor)",
         None,
         200,
     ),
@@ -133,7 +133,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
     (
         "get",
         "/v1/dead-letters",
-        "List dead letters (merchant_id, reason, since, until, limit, cursor)",
+        "List dead letters (merchant_id, endpoint_id, reason, since, until, limit, cursor)",
         None,
         200,
     ),
@@ -173,6 +173,84 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>, u16)] = &[
         200,
     ),
     (
+        "post",
+        "/v1/merchants/{id}/endpoints",
+        "Add an endpoint to a merchant; returns its secret (only now)",
+        Some("NewEndpoint"),
+        201,
+    ),
+    (
+        "get",
+        "/v1/merchants/{id}/endpoints",
+        "A merchant's endpoints, the primary (oldest) first",
+        None,
+        200,
+    ),
+    ("get", "/v1/endpoints/{id}", "Show an endpoint", None, 200),
+    (
+        "patch",
+        "/v1/endpoints/{id}",
+        "Change an endpoint's settings",
+        Some("EndpointPatch"),
+        200,
+    ),
+    (
+        "delete",
+        "/v1/endpoints/{id}",
+        "Delete an endpoint; its pending deliveries go to the DLQ",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/endpoints/{id}/rotate-secret",
+        "New secret; the old one signs for `overlap` (24h)",
+        Some("Rotate"),
+        200,
+    ),
+    (
+        "get",
+        "/v1/endpoints/{id}/secret",
+        "Show the endpoint's signing secret (audited)",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/endpoints/{id}/test",
+        "Send a webhook.test event to this endpoint",
+        None,
+        202,
+    ),
+    (
+        "post",
+        "/v1/endpoints/{id}/enable",
+        "Turn a disabled endpoint back on",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/endpoints/{id}/disable",
+        "Stop sending to an endpoint until enabled (deliveries wait)",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/v1/endpoints/{id}/health",
+        "Circuit state, last success, failing since, attempts over 24 h",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/endpoints/{id}/recover",
+        "Resubmit the endpoint's dead letters of a window; returns the count",
+        Some("Recover"),
+        200,
+    ),
+    (
         "get",
         "/v1/audit",
         "Who changed what (actor, action, object_id, since, until, limit, cursor)",
@@ -201,6 +279,25 @@ fn schemas() -> Value {
             "event_types": {"type": ["array", "null"], "items": string},
             "rate_limit_per_sec": {"type": ["integer", "null"]}
         }), &[]),
+        "NewEndpoint": s(json!({
+            "url": string, "description": string,
+            "signature_scheme": {"type": "string", "enum": SignatureScheme::ALL},
+            "signature_header": string, "signature_prefix": string,
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "event_types": {"type": "array", "items": string},
+            "rate_limit_per_sec": {"type": "integer", "minimum": 1}
+        }), &["url"]),
+        "EndpointPatch": s(json!({
+            "url": string, "description": nullable, "signature_scheme": string,
+            "signature_header": nullable, "signature_prefix": nullable,
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "event_types": {"type": ["array", "null"], "items": string},
+            "rate_limit_per_sec": {"type": ["integer", "null"]}
+        }), &[]),
+        "Recover": s(json!({
+            "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"}
+        }), &["since"]),
         "Rotate": s(json!({"overlap": {"type": "string", "examples": ["24h"]}}), &[]),
         "NewPayment": s(json!({
             "merchant_id": string, "reference": string, "chain": string, "token": string,
@@ -213,7 +310,7 @@ fn schemas() -> Value {
         }), &["tx_hash", "amount", "block_number"]),
         "Head": s(json!({"height": {"type": "integer", "minimum": 0}}), &["height"]),
         "DlqFilter": s(json!({
-            "merchant_id": string,
+            "merchant_id": string, "endpoint_id": string,
             "reason": {"type": "string", "enum": DeadReason::ALL},
             "since": {"type": "string", "format": "date-time"}, "until": {"type": "string", "format": "date-time"}
         }), &[]),

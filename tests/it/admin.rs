@@ -390,6 +390,22 @@ async fn unknown_ids_are_404() {
         (Method::GET, "/v1/events/evt_nope", None),
         (Method::POST, "/v1/events/evt_nope/replay", Some(json!({}))),
         (Method::GET, "/v1/deliveries/dlv_nope", None),
+        (Method::GET, "/v1/endpoints/ep_nope", None),
+        (Method::DELETE, "/v1/endpoints/ep_nope", None),
+        (Method::GET, "/v1/endpoints/ep_nope/secret", None),
+        (Method::GET, "/v1/endpoints/ep_nope/health", None),
+        (
+            Method::POST,
+            "/v1/endpoints/ep_nope/enable",
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/merchants/mer_nope/endpoints",
+            Some(json!({"url": "https://example.com/x"})),
+        ),
+        (Method::GET, "/v1/endpoints/ep_operator", None),
+        (Method::GET, "/v1/merchants/mer_operator", None),
         (
             Method::POST,
             "/v1/dead-letters/dlq_nope/resubmit",
