@@ -2,7 +2,10 @@
 //! keep-alive receiver, compared with the raw reqwest POST rate to the same
 //! receiver (the ceiling). Prints figures; asserts nothing about speed.
 //!
-//! PAYHOOK_BENCH_N (default 5000) sets N. Without `--bench` (as under
+//! PAYHOOK_BENCH_N (default 5000) sets N; PAYHOOK_BENCH_ENDPOINTS (default 1)
+//! gives the merchant that many endpoints, so each confirmation fans out to
+//! that many deliveries (rates are then deliveries, not payments, per
+//! second). Without `--bench` (as under
 //! `cargo test --all-targets`) it runs with N = 200 as a smoke test.
 //! With PAYHOOK_TEST_POSTGRES set (`make bench` runs it a second time under
 //! scripts/with-postgres.sh, fsync on) it runs on a fresh Postgres database.
@@ -346,6 +349,22 @@ async fn run(n: usize) {
     )
     .await
     .unwrap();
+    let fan: usize = std::env::var("PAYHOOK_BENCH_ENDPOINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    for i in 1..fan {
+        let extra = payhook::ops::endpoints::NewEndpoint {
+            url: format!("{url}?endpoint={i}"),
+            event_types: Some(vec!["payment.confirmed".into()]),
+            ..Default::default()
+        };
+        payhook::ops::endpoints::create(&store, &cfg, &m.merchant.id, extra)
+            .await
+            .unwrap();
+    }
+    let deliveries = n * fan;
     payments::set_head(&store, &cfg, "ethereum", 1000)
         .await
         .unwrap();
@@ -372,12 +391,12 @@ async fn run(n: usize) {
         &store,
         &pipeline,
         &hits,
-        before + n as u64,
+        before + deliveries as u64,
         &m.merchant.id,
-        n as i64,
+        deliveries as i64,
     )
     .await;
-    let e2e = n as f64 / t.elapsed().as_secs_f64();
+    let e2e = deliveries as f64 / t.elapsed().as_secs_f64();
     let sent = hits.load(Ordering::Relaxed) - before;
     pipeline.stop().await.unwrap();
 
@@ -404,12 +423,12 @@ async fn run(n: usize) {
         &store,
         &pipeline,
         &hits,
-        before + n as u64,
+        before + deliveries as u64,
         &m.merchant.id,
-        2 * n as i64,
+        2 * deliveries as i64,
     )
     .await;
-    let drain = n as f64 / t.elapsed().as_secs_f64();
+    let drain = deliveries as f64 / t.elapsed().as_secs_f64();
     pipeline.stop().await.unwrap();
 
     // 3) Isolation: the same drain of healthy deliveries, alone and next to
@@ -429,7 +448,7 @@ async fn run(n: usize) {
     )
     .await;
 
-    println!("payhook bench — {backend}, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
+    println!("payhook bench — {backend}, N = {n}, delivery.concurrency = {concurrency}, 2 cores, {fan} endpoint(s) per merchant");
     println!("  raw reqwest POST ceiling      {raw:>9.0} req/s");
     println!(
         "  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s   ratio {:.2} of ceiling",
@@ -445,7 +464,7 @@ async fn run(n: usize) {
         n as f64 / seed_secs
     );
     println!(
-        "  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {n})"
+        "  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {deliveries})"
     );
     println!(
         "  isolation (in-flight cap {})   {alone:>9.0} healthy/s alone, {beside:.0} beside a black hole   ratio {:.2} (goal ≥ 0.9)",
