@@ -42,8 +42,11 @@ UPDATE merchants SET secret = '', previous_secret = NULL, previous_secret_expire
     headers = '{}';
 
 ALTER TABLE deliveries ADD COLUMN endpoint_id TEXT REFERENCES endpoints(id);
+-- Every delivery went to its merchant's URL of the time, except those of
+-- payments with a callback_url (which stay without an endpoint).
 UPDATE deliveries SET endpoint_id = 'ep_' || substr(merchant_id, 5)
-WHERE url = (SELECT webhook_url FROM merchants m WHERE m.id = deliveries.merchant_id);
+WHERE NOT EXISTS (SELECT 1 FROM events e JOIN payments p ON p.id = e.payment_id
+    WHERE e.id = deliveries.event_id AND p.callback_url IS NOT NULL);
 CREATE INDEX deliveries_endpoint_id ON deliveries (endpoint_id, id);
 
 ALTER TABLE dead_letters ADD COLUMN endpoint_id TEXT REFERENCES endpoints(id);

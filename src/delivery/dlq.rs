@@ -105,9 +105,14 @@ pub async fn resubmit_matching(
         ..filter.clone()
     };
     let mut total = 0u64;
+    // Each row is visited once (keyset paging): a row that cannot be
+    // resubmitted (its endpoint was deleted, someone else took it) is
+    // skipped, not retried.
+    let mut cursor: Option<String> = None;
     loop {
-        let rows = dead_letters::list(store, &filter, &Page::new(Some(Page::MAX), None)?).await?;
-        if rows.is_empty() {
+        let page = Page::new(Some(Page::MAX), cursor.take())?;
+        let rows = dead_letters::list(store, &filter, &page).await?;
+        let Some(last) = rows.last() else {
             let summary = serde_json::json!({
                 "merchant_id": filter.merchant_id, "endpoint_id": filter.endpoint_id,
                 "reason": filter.reason,
@@ -116,13 +121,15 @@ pub async fn resubmit_matching(
             });
             audit::record(store, action, object_id, summary).await;
             return Ok(total);
-        }
+        };
+        cursor = Some(last.id.as_str().to_string());
         let mut tx = store.begin_write().await?;
         let now = now_ms();
         for row in &rows {
             match resubmit_in(&mut tx, &row.id, now).await {
                 Ok(_) => total += 1,
-                // Resubmitted by someone else meanwhile: skip it.
+                // Resubmitted by someone else meanwhile, or its endpoint
+                // is gone: skip it.
                 Err(e) if e.kind == ErrorKind::Conflict => {}
                 Err(e) => return Err(e),
             }

@@ -83,8 +83,9 @@ pub struct AttemptContext {
     pub event_created_at: i64,
     pub merchant_id: MerchantId,
     /// Whether an endpoint signs it: the delivery's own, or for a payment's
-    /// `callback_url` the merchant's primary endpoint (none when the merchant
-    /// has no endpoint left; the fields below are then placeholders).
+    /// `callback_url` the merchant's primary endpoint (none when that
+    /// endpoint was deleted or the merchant has none left; the fields below
+    /// are then placeholders and the delivery is dead-lettered).
     pub has_signer: bool,
     /// The endpoint's status; for a payment's `callback_url` always `active`
     /// (the primary endpoint signs it, but that URL's state is its own).
@@ -112,8 +113,8 @@ const ATTEMPT_CONTEXTS: Sql = Sql::each(
      ep.signature_prefix, COALESCE(ep.headers, '{}') AS headers, ep.rate_limit_per_sec \
      FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
      JOIN events e ON e.id = d.event_id \
-     LEFT JOIN endpoints ep ON ep.id = COALESCE(d.endpoint_id, (SELECT p.id FROM endpoints p \
-     WHERE p.merchant_id = d.merchant_id AND p.deleted_at IS NULL \
+     LEFT JOIN endpoints ep ON ep.deleted_at IS NULL AND ep.id = COALESCE(d.endpoint_id, \
+     (SELECT p.id FROM endpoints p WHERE p.merchant_id = d.merchant_id AND p.deleted_at IS NULL \
      ORDER BY p.created_at, p.id LIMIT 1))",
     "SELECT d.id AS delivery_id, d.status, d.attempts, d.url, e.id AS event_id, e.payload, \
      e.created_at AS event_created_at, d.merchant_id, \
@@ -124,8 +125,8 @@ const ATTEMPT_CONTEXTS: Sql = Sql::each(
      ep.signature_prefix, COALESCE(ep.headers, '{}') AS headers, ep.rate_limit_per_sec \
      FROM payhook_json_rows($1::jsonb) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
      JOIN events e ON e.id = d.event_id \
-     LEFT JOIN endpoints ep ON ep.id = COALESCE(d.endpoint_id, (SELECT p.id FROM endpoints p \
-     WHERE p.merchant_id = d.merchant_id AND p.deleted_at IS NULL \
+     LEFT JOIN endpoints ep ON ep.deleted_at IS NULL AND ep.id = COALESCE(d.endpoint_id, \
+     (SELECT p.id FROM endpoints p WHERE p.merchant_id = d.merchant_id AND p.deleted_at IS NULL \
      ORDER BY p.created_at, p.id LIMIT 1))",
 );
 

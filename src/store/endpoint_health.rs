@@ -172,13 +172,18 @@ const RESTART_CLOCK: Sql =
 /// become `disabled`, every pending delivery to it is dead-lettered
 /// (`endpoint_disabled`) and its queued job removed, and the failure clock
 /// restarts (so `endpoint enable` gives it a fresh period).
-pub async fn disable(tx: &mut Tx, endpoint: &str, now: i64) -> AppResult<u64> {
+pub async fn disable(
+    tx: &mut Tx,
+    endpoint: &str,
+    failed: &[DeliveryId],
+    now: i64,
+) -> AppResult<u64> {
     let origin = crate::urls::key_origin(endpoint);
     let reason = format!(
         "endpoint {origin} failing without a success since before circuit.disable_after (disabled {})",
         crate::time::rfc3339(now)
     );
-    endpoints::disable_by_key(tx, endpoint, &reason, now).await?;
+    endpoints::disable_by_key(tx, endpoint, failed, &reason, now).await?;
     let dead: Vec<DeliveryId> = query(KILL_PENDING)
         .bind(endpoint)
         .bind(now)

@@ -127,7 +127,7 @@ pub async fn insert(tx: &mut Tx, ep: &Endpoint) -> AppResult<()> {
 const UPDATE: Sql = Sql::both(
     "UPDATE endpoints SET url = $2, description = $3, signature_scheme = $4, \
      signature_header = $5, signature_prefix = $6, headers = $7, event_types = $8, \
-     rate_limit_per_sec = $9 WHERE id = $1 AND deleted_at IS NULL",
+     rate_limit_per_sec = $9 WHERE id = $1 AND deleted_at IS NULL AND id <> 'ep_operator'",
 );
 
 /// Writes the editable fields of `ep` (not its secrets, status or ids).
@@ -277,7 +277,7 @@ pub async fn targets_in(tx: &mut Tx, merchant_id: &MerchantId) -> AppResult<Targ
 
 const ROTATE_SECRET: Sql = Sql::both(
     "UPDATE endpoints SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2 \
-     WHERE id = $1 AND deleted_at IS NULL",
+     WHERE id = $1 AND deleted_at IS NULL AND id <> 'ep_operator'",
 );
 
 /// Replaces the current secret; the old one keeps signing until `expires_at`.
@@ -301,7 +301,7 @@ pub async fn rotate_secret(
 
 const ENABLE: Sql = Sql::both(
     "UPDATE endpoints SET status = 'active', disabled_reason = NULL \
-     WHERE id = $1 AND deleted_at IS NULL",
+     WHERE id = $1 AND deleted_at IS NULL AND id <> 'ep_operator'",
 );
 
 /// Re-enables an endpoint and makes its waiting deliveries due now.
@@ -317,7 +317,8 @@ pub async fn enable(store: &Store, id: &EndpointId) -> AppResult<()> {
 
 const DISABLE: Sql = Sql::both(
     "UPDATE endpoints SET status = 'disabled', disabled_reason = $2 \
-     WHERE id = $1 AND deleted_at IS NULL AND status = 'active' RETURNING merchant_id",
+     WHERE id = $1 AND deleted_at IS NULL AND status = 'active' AND id <> 'ep_operator' \
+     RETURNING merchant_id",
 );
 
 /// Disables an endpoint by hand: nothing is sent to it until `enable`; its
@@ -340,8 +341,8 @@ pub async fn disable(store: &Store, id: &EndpointId, reason: &str, now: i64) -> 
 
 const DISABLE_FOR_DELIVERY: Sql = Sql::both(
     "UPDATE endpoints SET status = 'disabled', disabled_reason = $2 WHERE status = 'active' \
-     AND deleted_at IS NULL AND id IN (SELECT endpoint_id FROM deliveries WHERE id = $1) \
-     RETURNING id, merchant_id",
+     AND deleted_at IS NULL AND id <> 'ep_operator' \
+     AND id IN (SELECT endpoint_id FROM deliveries WHERE id = $1) RETURNING id, merchant_id",
 );
 
 /// Disables the endpoint this delivery went to (a 410 Gone); a payment's
@@ -363,24 +364,32 @@ pub async fn disable_for_delivery(
     Ok(())
 }
 
-const DISABLE_BY_KEY: Sql = Sql::both(
+const DISABLE_BY_KEY: Sql = Sql::each(
     "UPDATE endpoints SET status = 'disabled', disabled_reason = $2 WHERE status = 'active' \
-     AND deleted_at IS NULL AND id IN \
-     (SELECT endpoint_id FROM deliveries WHERE endpoint = $1 AND status = 'pending') \
-     RETURNING id, merchant_id",
+     AND deleted_at IS NULL AND id <> 'ep_operator' AND id IN \
+     (SELECT endpoint_id FROM deliveries WHERE endpoint = $1 AND (status = 'pending' \
+     OR id IN (SELECT value ->> 'id' FROM json_each($3)))) RETURNING id, merchant_id",
+    "UPDATE endpoints SET status = 'disabled', disabled_reason = $2 WHERE status = 'active' \
+     AND deleted_at IS NULL AND id <> 'ep_operator' AND id IN \
+     (SELECT endpoint_id FROM deliveries WHERE endpoint = $1 AND (status = 'pending' \
+     OR id IN (SELECT value ->> 'id' FROM payhook_json_rows($3::jsonb)))) RETURNING id, merchant_id",
 );
 
-/// Disables every active endpoint with pending deliveries to this URL key
-/// (the unit of circuits), for `circuit.disable_after`.
+/// Disables every active endpoint sending to this URL key (the unit of
+/// circuits) for `circuit.disable_after`: those with pending deliveries
+/// there, and those of `failed` (the batch that crossed the cutoff, whose
+/// last attempt may have just finished its delivery).
 pub async fn disable_by_key(
     tx: &mut Tx,
     key: &str,
+    failed: &[DeliveryId],
     reason: &str,
     now: i64,
 ) -> AppResult<Vec<(EndpointId, MerchantId)>> {
     let hit: Vec<(EndpointId, MerchantId)> = query(DISABLE_BY_KEY)
         .bind(key)
         .bind(reason)
+        .bind(super::sql::id_rows(failed))
         .fetch_all(&mut *tx)
         .await?;
     for (id, merchant_id) in &hit {
@@ -391,7 +400,7 @@ pub async fn disable_by_key(
 
 const DELETE: Sql = Sql::both(
     "UPDATE endpoints SET deleted_at = $2, status = 'disabled', disabled_reason = 'deleted' \
-     WHERE id = $1 AND deleted_at IS NULL",
+     WHERE id = $1 AND deleted_at IS NULL AND id <> 'ep_operator'",
 );
 
 const KILL_PENDING: Sql = Sql::both(

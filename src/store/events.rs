@@ -316,9 +316,30 @@ pub async fn current_destinations(tx: &mut Tx, event_id: &EventId) -> AppResult<
         .await?
         .ok_or_else(|| AppError::not_found("event", event_id.as_str()))?;
     let targets = super::endpoints::targets_in(tx, &merchant_id).await?;
-    // Operator events and types this release no longer knows go nowhere new.
-    let Ok(kind) = EventType::parse("type", &kind) else {
-        return Ok(vec![]);
-    };
-    Ok(targets.destinations(kind, callback.as_deref()))
+    match EventType::parse("type", &kind) {
+        // A test was meant for the endpoint it was sent to.
+        Ok(EventType::Test) => {
+            let sent_to: Vec<(EndpointId, String)> = query(TEST_SENT_TO)
+                .bind(event_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            Ok(sent_to
+                .into_iter()
+                .map(|(id, url)| (Some(id), url))
+                .collect())
+        }
+        Ok(kind) => Ok(targets.destinations(kind, callback.as_deref())),
+        // Operator events: to the operator endpoint, if it is still there.
+        Err(_) => Ok(targets
+            .endpoints
+            .iter()
+            .filter(|t| t.status == crate::domain::EndpointStatus::Active)
+            .map(|t| (Some(t.id.clone()), t.url.clone()))
+            .collect()),
+    }
 }
+
+const TEST_SENT_TO: Sql = Sql::both(
+    "SELECT DISTINCT ep.id, ep.url FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id \
+     WHERE d.event_id = $1 AND ep.deleted_at IS NULL",
+);

@@ -221,7 +221,7 @@ async fn write_consequences(tx: &mut Tx, writes: &[&AttemptWrite], plan: &Plan) 
     endpoint_health::record_successes(tx, &ok, plan.now).await?;
     let cutoff = plan.disable_failing_since_before;
     for endpoint in endpoint_health::failing_since_before(tx, &failed, cutoff).await? {
-        endpoint_health::disable(tx, &endpoint, plan.now).await?;
+        endpoint_health::disable(tx, &endpoint, &failed, plan.now).await?;
     }
     Ok(())
 }

@@ -299,6 +299,16 @@ async fn deleting_an_endpoint_dead_letters_its_pending_deliveries() {
         .as_str()
         .unwrap()
         .contains("deleted"));
+    // A bulk resubmission skips it (once) and ends.
+    let (st, bulk) = api.post("/v1/dead-letters/resubmit", json!({})).await;
+    assert_eq!((st, bulk["count"].as_i64()), (200, Some(0)), "{bulk}");
+    // The hidden operator endpoint cannot be touched through the API.
+    for path in ["rotate-secret", "enable", "disable", "test"] {
+        let (st, _) = api
+            .post(&format!("/v1/endpoints/ep_operator/{path}"), json!({}))
+            .await;
+        assert_eq!(st, 404, "{path}");
+    }
     // Bad input names the field.
     let (st, err) = api
         .post(
@@ -421,6 +431,8 @@ async fn a_database_from_the_previous_release_upgrades_and_keeps_its_secret() {
         .seal(&payhook::ids::Secret::new(r#"{"API-Key":"legacy"}"#))
         .unwrap();
     let url = rx.url("/old");
+    // The dead letter went to the merchant's URL of its time, since changed.
+    let stale = rx.url("/stale");
     query(Sql::both(
         "INSERT INTO merchants (id, name, webhook_url, secret, headers, event_types, status, \
          created_at) VALUES ('mer_01OLDMERCHANT', 'Old Shop', $1, $2, $3, NULL, 'active', 1)",
@@ -444,7 +456,7 @@ async fn a_database_from_the_previous_release_upgrades_and_keeps_its_secret() {
          created_at, updated_at) VALUES ('dlv_01OLD', 'evt_01OLDEVENT', 'mer_01OLDMERCHANT', $1, \
          'x', 'dead', 3, 1, 1)",
     ))
-    .bind(url.as_str())
+    .bind(stale.as_str())
     .execute(old.db())
     .await
     .unwrap();
@@ -453,7 +465,7 @@ async fn a_database_from_the_previous_release_upgrades_and_keeps_its_secret() {
          dead_at) VALUES ('dlq_01OLD', 'dlv_01OLD', 'evt_01OLDEVENT', 'mer_01OLDMERCHANT', $1, 3, \
          'exhausted', 1)",
     ))
-    .bind(url.as_str())
+    .bind(stale.as_str())
     .execute(old.db())
     .await
     .unwrap();
