@@ -5,6 +5,7 @@ mod pg_database;
 mod support;
 
 mod admin;
+mod browser;
 mod cli;
 mod config_errors;
 mod crash;
