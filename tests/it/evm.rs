@@ -371,10 +371,11 @@ async fn failed_misdirected_and_short_transactions_are_caught() {
 /// chain is confirmed in the same scan, and the scan reports the failure.
 #[tokio::test]
 async fn a_misbehaving_node_confirms_nothing_and_holds_up_nothing_else() {
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Bound but never listening: connections are refused, and the port
+    // stays ours (another test's server cannot take it meanwhile).
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let refused = closed.local_addr().unwrap();
     let (hole, _) = black_hole().await;
     let garbage = raw_server(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n",
