@@ -35,7 +35,7 @@ impl Auth {
         }
     }
 
-    async fn access(&self, given: &str) -> Result<Access, ApiError> {
+    pub(crate) async fn access(&self, given: &str) -> Result<Access, ApiError> {
         // `ct_eq` compares in constant time for equal lengths; a length
         // mismatch answers at once, which reveals only the length.
         if bool::from(given.as_bytes().ct_eq(self.token.as_slice())) {

@@ -4,7 +4,7 @@
 //! `store` and `delivery` functions as the CLI; nothing here implements an
 //! operation of its own. One file per resource.
 
-mod access;
+pub(crate) mod access;
 mod api_keys;
 mod audit;
 mod auth;
@@ -42,7 +42,8 @@ use crate::error::{AppError, AppResult};
 use crate::store::{Page, Store};
 
 pub use access::Access;
-pub use error::ApiError;
+pub(crate) use auth::Auth;
+pub use error::{status_of, ApiError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -115,17 +116,23 @@ pub fn router(state: AppState, token: &str) -> Router {
             post(deliveries::resubmit_matching),
         )
         .route("/v1/dead-letters/{id}/resubmit", post(deliveries::resubmit));
+    let auth = auth::Auth::new(token, state.store.clone());
     let api = admin_only
         .merge(scoped)
         .layer(middleware::from_fn_with_state(
-            auth::Auth::new(token, state.store.clone()),
+            auth.clone(),
             auth::require_bearer,
         ));
+    let console = crate::console::router(crate::console::ConsoleState {
+        app: state.clone(),
+        auth,
+    });
     Router::new()
         .route("/healthz", get(health::healthz))
         .merge(api)
         .fallback(error::not_found_route)
         .with_state(state)
+        .merge(console)
 }
 
 /// Binds `admin.listen` (so a taken port fails start-up at once).

@@ -167,3 +167,37 @@ const COUNT_OPEN: Sql = Sql::both("SELECT COUNT(*) FROM dead_letters WHERE resub
 pub async fn count_open(store: &Store) -> AppResult<i64> {
     Ok(query(COUNT_OPEN).scalar(store.db()).await?)
 }
+
+const COUNT: Sql = Sql::both(
+    "SELECT COUNT(*) FROM dead_letters \
+     WHERE ($1 IS NULL OR merchant_id = $1) AND ($2 IS NULL OR reason = $2) \
+     AND ($3 IS NULL OR dead_at >= $3) AND ($4 IS NULL OR dead_at < $4) \
+     AND ($5 = 0 OR resubmitted_at IS NULL) AND ($6 IS NULL OR endpoint_id = $6)",
+);
+
+/// How many rows match `filter` (what a bulk resubmission would take).
+pub async fn count(store: &Store, filter: &Filter) -> AppResult<i64> {
+    Ok(query(COUNT)
+        .bind(filter.merchant_id.as_ref())
+        .bind(filter.reason)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.unresubmitted_only)
+        .bind(filter.endpoint_id.as_ref())
+        .scalar(store.db())
+        .await?)
+}
+
+const OF_DELIVERY: Sql = Sql::both(
+    "SELECT id, delivery_id, event_id, merchant_id, endpoint_id, url, attempts, reason, \
+     last_status_code, last_error, dead_at, resubmitted_at, resubmitted_delivery_id \
+     FROM dead_letters WHERE delivery_id = $1",
+);
+
+/// The dead letter of a delivery, if it died.
+pub async fn of_delivery(store: &Store, delivery_id: &DeliveryId) -> AppResult<Option<DeadLetter>> {
+    Ok(query(OF_DELIVERY)
+        .bind(delivery_id)
+        .fetch_optional(store.db())
+        .await?)
+}

@@ -21,7 +21,9 @@ pub mod operator;
 pub mod outcomes;
 pub mod payments;
 pub mod retention;
+pub mod sessions;
 pub mod sql;
+pub mod stats;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -396,3 +396,31 @@ const COUNT_BY_STATUS: Sql =
 pub async fn count_by_status(store: &Store) -> AppResult<Vec<(String, i64)>> {
     Ok(query(COUNT_BY_STATUS).fetch_all(store.db()).await?)
 }
+
+/// Filters of the console's payment search.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub merchant_id: Option<MerchantId>,
+    pub reference: Option<String>,
+    pub tx_hash: Option<String>,
+}
+
+const SEARCH: Sql = Sql::both(
+    "SELECT id, merchant_id, reference, chain, token, address, expected_amount, received_amount, \
+     reported_amount, tx_hash, block_number, status, callback_url, expires_at, detected_at, \
+     confirmed_at, created_at, updated_at FROM payments \
+     WHERE ($1 IS NULL OR merchant_id = $1) AND ($2 IS NULL OR reference = $2) \
+     AND ($3 IS NULL OR tx_hash = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+);
+
+/// Payments matching `s`, newest first.
+pub async fn search(store: &Store, s: &Search, page: &super::Page) -> AppResult<Vec<Payment>> {
+    Ok(query(SEARCH)
+        .bind(s.merchant_id.as_ref())
+        .bind(s.reference.as_deref())
+        .bind(s.tx_hash.as_deref())
+        .bind(&page.cursor)
+        .bind(page.limit)
+        .fetch_all(store.db())
+        .await?)
+}

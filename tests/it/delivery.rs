@@ -116,6 +116,7 @@ async fn redirect_is_a_failed_attempt_recording_the_location() {
         vec![Reply {
             status: 302,
             headers: vec![("location", rx.url("/elsewhere"))],
+            body: None,
         }],
     );
     let m = env.merchant(&rx.url("/moved")).await;

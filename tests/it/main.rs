@@ -8,6 +8,7 @@ mod admin;
 mod browser;
 mod cli;
 mod config_errors;
+mod console;
 mod crash;
 mod delivery;
 mod endpoints;

@@ -103,6 +103,7 @@ async fn retry_after_on_429_and_503_delays_the_next_attempt() {
             Reply {
                 status: 429,
                 headers: vec![("retry-after", "3".into())],
+                body: None,
             },
             200.into(),
         ],
@@ -114,6 +115,7 @@ async fn retry_after_on_429_and_503_delays_the_next_attempt() {
             Reply {
                 status: 503,
                 headers: vec![("retry-after", date)],
+                body: None,
             },
             200.into(),
         ],

@@ -48,6 +48,8 @@ impl Hit {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
+    /// The body (default "ok").
+    pub body: Option<&'static str>,
 }
 
 impl From<u16> for Reply {
@@ -55,6 +57,7 @@ impl From<u16> for Reply {
         Reply {
             status,
             headers: vec![],
+            body: None,
         }
     }
 }
@@ -96,7 +99,8 @@ async fn record(
         Some(list) if !list.is_empty() => list[n.min(list.len() - 1)].clone(),
         _ => Reply::from(200),
     };
-    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), "ok").into_response();
+    let body = reply.body.unwrap_or("ok");
+    let mut resp = (StatusCode::from_u16(reply.status).unwrap(), body).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut()
             .insert(k, HeaderValue::from_str(&v).unwrap());
@@ -380,8 +384,14 @@ fn toml_of(cfg: &Config) -> String {
         cfg.retry.cap.0.as_millis(),
         cfg.retry.jitter
     );
+    // The default address would collide between tests: any free port,
+    // unless a test chose one.
+    let listen = match cfg.admin.listen.as_str() {
+        "127.0.0.1:8080" => "127.0.0.1:0",
+        chosen => chosen,
+    };
     s += &format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {:?}\n",
+        "[admin]\nlisten = {listen:?}\ntoken = {:?}\n",
         cfg.admin
             .token
             .as_ref()

@@ -1,0 +1,21 @@
+-- Web console sessions (SPEC §9): the cookie holds a random id; only its
+-- SHA-256 is stored. A session of a merchant API key ends when the key is
+-- revoked (checked at every request), and every session at expires_at.
+CREATE TABLE console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    -- NULL: the admin token; else the API key it was opened with
+    key_id TEXT REFERENCES api_keys(id),
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+
+-- The console's overview counts attempts per minute over the last hour/day.
+CREATE INDEX delivery_attempts_started ON delivery_attempts (started_at);
+
+-- The console finds payments by reference or transaction hash, and lists a
+-- merchant's newest first.
+CREATE INDEX payments_reference ON payments (reference);
+CREATE INDEX payments_tx_hash ON payments (tx_hash);
+CREATE INDEX payments_merchant ON payments (merchant_id, id);

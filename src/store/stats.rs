@@ -1,0 +1,111 @@
+//! Figures for the console's overview: attempts per time bucket, the
+//! event→2xx latency of recent deliveries, endpoints in trouble. Each is an
+//! index range (attempts by `started_at`, deliveries by `created_at`), so
+//! the cost follows the window, not the table.
+
+use super::sql::{query, Sql};
+use super::Store;
+use crate::error::AppResult;
+use crate::ids::MerchantId;
+
+/// Attempts started since `$1` in buckets of `$2` ms: (bucket start ms,
+/// succeeded, failed), optionally of one merchant.
+const ATTEMPTS_BY_BUCKET: Sql = Sql::both(
+    "SELECT (a.started_at / $2) * $2 AS bucket, \
+     COUNT(CASE WHEN a.error_kind IS NULL THEN 1 END), \
+     COUNT(CASE WHEN a.error_kind IS NOT NULL THEN 1 END) \
+     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
+     WHERE a.started_at >= $1 AND ($3 IS NULL OR d.merchant_id = $3) \
+     GROUP BY bucket ORDER BY bucket",
+);
+
+pub async fn attempts_by_bucket(
+    store: &Store,
+    since: i64,
+    bucket_ms: i64,
+    merchant: Option<&MerchantId>,
+) -> AppResult<Vec<(i64, i64, i64)>> {
+    Ok(query(ATTEMPTS_BY_BUCKET)
+        .bind(since)
+        .bind(bucket_ms)
+        .bind(merchant)
+        .fetch_all(store.db())
+        .await?)
+}
+
+/// How many recent deliveries the latency figures sample at most.
+pub const LATENCY_SAMPLE: i64 = 20_000;
+
+const LATENCIES: Sql = Sql::both(
+    "SELECT d.completed_at - e.created_at FROM deliveries d JOIN events e ON e.id = d.event_id \
+     WHERE d.created_at >= $1 AND d.status = 'succeeded' AND d.completed_at IS NOT NULL \
+     AND ($2 IS NULL OR d.merchant_id = $2) ORDER BY d.created_at DESC LIMIT $3",
+);
+
+/// Event→2xx times (ms) of deliveries created since `since`, the most
+/// recent [`LATENCY_SAMPLE`] of them, sorted.
+pub async fn latencies(
+    store: &Store,
+    since: i64,
+    merchant: Option<&MerchantId>,
+) -> AppResult<Vec<i64>> {
+    let mut v: Vec<i64> = query(LATENCIES)
+        .bind(since)
+        .bind(merchant)
+        .bind(LATENCY_SAMPLE)
+        .scalars(store.db())
+        .await?;
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// The value at quantile `q` (0–1) of sorted `v`.
+pub fn quantile(v: &[i64], q: f64) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v.get(i).copied()
+}
+
+const PENDING_OF: Sql = Sql::both(
+    "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND ($1 IS NULL OR merchant_id = $1)",
+);
+
+/// Deliveries not finished yet (of one merchant).
+pub async fn pending(store: &Store, merchant: Option<&MerchantId>) -> AppResult<i64> {
+    Ok(query(PENDING_OF).bind(merchant).scalar(store.db()).await?)
+}
+
+/// An endpoint that needs a look: disabled, or its URL failing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Trouble {
+    pub id: crate::ids::EndpointId,
+    pub merchant_id: MerchantId,
+    pub url: String,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+}
+
+const DISABLED: Sql = Sql::both(
+    "SELECT id, merchant_id, url, status, disabled_reason FROM endpoints \
+     WHERE status = 'disabled' AND deleted_at IS NULL AND id <> 'ep_operator' \
+     AND ($1 IS NULL OR merchant_id = $1) ORDER BY id LIMIT 50",
+);
+
+pub async fn disabled_endpoints(
+    store: &Store,
+    merchant: Option<&MerchantId>,
+) -> AppResult<Vec<Trouble>> {
+    Ok(query(DISABLED).bind(merchant).fetch_all(store.db()).await?)
+}
+
+const FAILING_KEYS: Sql = Sql::both(
+    "SELECT endpoint, failing_since, failures FROM endpoint_health \
+     WHERE failing_since IS NOT NULL ORDER BY failing_since LIMIT 200",
+);
+
+/// URL keys failing right now: (key, failing since, failures in a row).
+pub async fn failing_keys(store: &Store) -> AppResult<Vec<(String, i64, i64)>> {
+    Ok(query(FAILING_KEYS).fetch_all(store.db()).await?)
+}
