@@ -520,7 +520,28 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
             .await
             .unwrap();
     }
+    // A tenth of the recent rows got their attempt in the last hour.
+    const ATTEMPTS: Sql = Sql::both(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code) \
+         SELECT id, 1, created_at - 500, 12, 200 FROM deliveries WHERE created_at = $1 LIMIT $2",
+    );
+    query(ATTEMPTS)
+        .bind(now - 1000)
+        .bind(rows / 10)
+        .execute(store.db())
+        .await
+        .unwrap();
+    query(Sql::both(
+        "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) VALUES ($1, $2, $3, 0)",
+    ))
+    .bind((now - 1500) / 60_000 * 60_000)
+    .bind(merchant.as_str())
+    .bind(rows / 10)
+    .execute(store.db())
+    .await
+    .unwrap();
     let fill = t.elapsed().as_secs_f64();
+    console_pages(store, cfg, merchant, rows).await;
     let t = Instant::now();
     let text = payhook::metrics::render(store).await.unwrap();
     let scrape_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -541,4 +562,93 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
          table filled in {fill:.1} s",
         deleted as f64 / pass
     );
+}
+
+/// 5) The console at a large table: each page's median time over 5 loads
+///    through a real listener, signed in as admin.
+async fn console_pages(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64) {
+    let token = "bench-admin-token-0123456789-abcdefghijkl";
+    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = payhook::admin::AppState {
+        store: store.clone(),
+        cfg: Arc::new(cfg.clone()),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(payhook::admin::serve(
+        listener,
+        state,
+        token.into(),
+        stop.clone(),
+    ));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Sign in as a browser would: the form's token, then the session cookie.
+    let form = client
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = login_cookie.split_once('=').unwrap().1.to_string();
+    let signed = client
+        .post(format!("{base}/console/login"))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    let session = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("payhook_session="))
+        .expect("signed in");
+    let one: String = payhook::store::query(payhook::store::Sql::both(
+        "SELECT id FROM deliveries ORDER BY id DESC LIMIT 1",
+    ))
+    .scalar(store.db())
+    .await
+    .unwrap();
+    let pages = [
+        "/console/overview".to_string(),
+        "/console/deliveries".to_string(),
+        "/console/deliveries?status=succeeded".to_string(),
+        format!("/console/deliveries?merchant_id={merchant}&event_type=webhook.test"),
+        format!("/console/deliveries/{one}"),
+        "/console/dlq".to_string(),
+        format!("/console/merchants/{merchant}"),
+        "/console/payments".to_string(),
+        "/console/audit".to_string(),
+    ];
+    let mut line = String::new();
+    for path in &pages {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let r = client
+                .get(format!("{base}{path}"))
+                .header("cookie", &session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.bytes().await.unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        line += &format!("\n      {path:<62} {:>7.1} ms", times[2]);
+    }
+    stop.cancel();
+    println!("  console pages at {rows} delivery rows (median of 5):{line}");
 }

@@ -167,6 +167,8 @@ pub async fn apply_retention(store: &Store, keep: &RetentionConfig) -> AppResult
         }
     }
     total += retention::endpoint_health(store, dead).await?;
+    // The console's per-minute counts: its charts go back a day.
+    crate::store::stats::forget(store, now - 2 * 86_400_000).await?;
     if total > 0 {
         tracing::info!(
             rows = total,

@@ -136,6 +136,26 @@ const INSERT_ATTEMPTS: Sql = Sql::each(
      value ->> 'kind', value ->> 'error', value ->> 'body' FROM payhook_json_rows($1::jsonb)",
 );
 
+/// Attempts per minute and merchant (`store::stats` reads them).
+const COUNT_ATTEMPTS: Sql = Sql::each(
+    "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) \
+     SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, d.merchant_id, \
+     SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 0 ELSE 1 END) \
+     FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'id' WHERE true \
+     GROUP BY minute, d.merchant_id ON CONFLICT (minute, merchant_id) DO UPDATE SET \
+     succeeded = attempt_stats.succeeded + excluded.succeeded, \
+     failed = attempt_stats.failed + excluded.failed",
+    "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) \
+     SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, d.merchant_id, \
+     SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 0 ELSE 1 END) \
+     FROM payhook_json_rows($1::jsonb) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
+     GROUP BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
+     succeeded = attempt_stats.succeeded + excluded.succeeded, \
+     failed = attempt_stats.failed + excluded.failed",
+);
+
 /// The attempts whose delivery was still waiting for them; returns whether
 /// any next job was queued.
 async fn write_attempts(tx: &mut Tx, plan: &Plan) -> AppResult<bool> {
@@ -171,10 +191,9 @@ async fn write_attempts(tx: &mut Tx, plan: &Plan) -> AppResult<bool> {
         return Ok(false);
     }
     let rows: Vec<AttemptRow> = writes.iter().map(|w| attempt_row(w)).collect();
-    query(INSERT_ATTEMPTS)
-        .bind(json_rows(&rows)?)
-        .execute(&mut *tx)
-        .await?;
+    let rows = json_rows(&rows)?;
+    query(INSERT_ATTEMPTS).bind(&rows).execute(&mut *tx).await?;
+    query(COUNT_ATTEMPTS).bind(&rows).execute(&mut *tx).await?;
     let next: Vec<NewJob> = writes.iter().filter_map(|w| w.next_job.clone()).collect();
     jobs::push_many(tx, &next).await?;
     write_consequences(tx, &writes, plan).await?;

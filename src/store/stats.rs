@@ -1,22 +1,18 @@
-//! Figures for the console's overview: attempts per time bucket, the
-//! event→2xx latency of recent deliveries, endpoints in trouble. Each is an
-//! index range (attempts by `started_at`, deliveries by `created_at`), so
-//! the cost follows the window, not the table.
+//! Figures for the console's overview: attempts per time bucket (from the
+//! per-minute counts the outcome writer keeps), the event→2xx latency of
+//! recent deliveries, endpoints in trouble. The cost follows the window or
+//! the sample, not the table.
 
 use super::sql::{query, Sql};
 use super::Store;
 use crate::error::AppResult;
 use crate::ids::MerchantId;
 
-/// Attempts started since `$1` in buckets of `$2` ms: (bucket start ms,
-/// succeeded, failed), optionally of one merchant.
+/// Attempts since `$1` in buckets of `$2` ms: (bucket start ms, succeeded,
+/// failed), optionally of one merchant, from the per-minute counts.
 const ATTEMPTS_BY_BUCKET: Sql = Sql::both(
-    "SELECT (a.started_at / $2) * $2 AS bucket, \
-     COUNT(CASE WHEN a.error_kind IS NULL THEN 1 END), \
-     COUNT(CASE WHEN a.error_kind IS NOT NULL THEN 1 END) \
-     FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
-     WHERE a.started_at >= $1 AND ($3 IS NULL OR d.merchant_id = $3) \
-     GROUP BY bucket ORDER BY bucket",
+    "SELECT (minute / $2) * $2 AS bucket, SUM(succeeded), SUM(failed) FROM attempt_stats \
+     WHERE minute >= $1 AND ($3 IS NULL OR merchant_id = $3) GROUP BY bucket ORDER BY bucket",
 );
 
 pub async fn attempts_by_bucket(
@@ -26,15 +22,22 @@ pub async fn attempts_by_bucket(
     merchant: Option<&MerchantId>,
 ) -> AppResult<Vec<(i64, i64, i64)>> {
     Ok(query(ATTEMPTS_BY_BUCKET)
-        .bind(since)
+        .bind(since / 60_000 * 60_000)
         .bind(bucket_ms)
         .bind(merchant)
         .fetch_all(store.db())
         .await?)
 }
 
+const FORGET: Sql = Sql::both("DELETE FROM attempt_stats WHERE minute < $1");
+
+/// Forgets per-minute counts older than `before_ms` (retention).
+pub async fn forget(store: &Store, before_ms: i64) -> AppResult<u64> {
+    Ok(query(FORGET).bind(before_ms).execute(store.db()).await?)
+}
+
 /// How many recent deliveries the latency figures sample at most.
-pub const LATENCY_SAMPLE: i64 = 20_000;
+pub const LATENCY_SAMPLE: i64 = 2_000;
 
 const LATENCIES: Sql = Sql::both(
     "SELECT d.completed_at - e.created_at FROM deliveries d JOIN events e ON e.id = d.event_id \
@@ -43,7 +46,8 @@ const LATENCIES: Sql = Sql::both(
 );
 
 /// Event→2xx times (ms) of deliveries created since `since`, the most
-/// recent [`LATENCY_SAMPLE`] of them, sorted.
+/// recent [`LATENCY_SAMPLE`] of them (newest first on `deliveries_created`,
+/// so the cost is the sample's), sorted.
 pub async fn latencies(
     store: &Store,
     since: i64,

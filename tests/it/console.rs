@@ -36,7 +36,13 @@ impl Serve {
         let url = format!("{base}/healthz");
         wait_for(Duration::from_secs(30), "payhook serve to answer", || {
             let url = url.clone();
-            async move { reqwest::get(&url).await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
         })
         .await;
         Serve { child, base }
@@ -78,7 +84,8 @@ async fn sign_in(b: &Browser, serve: &Serve, token: &str) {
 }
 
 async fn dead_count(env: &Env) -> i64 {
-    env.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'").await
+    env.count("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'")
+        .await
 }
 
 async fn shoot(b: &Browser, name: &str) {
@@ -102,7 +109,13 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
             Reply::from(200),
         ],
     );
-    rx.script("/bulk", vec![503.into(); 3].into_iter().chain([Reply::from(200)]).collect());
+    rx.script(
+        "/bulk",
+        vec![503.into(); 3]
+            .into_iter()
+            .chain([Reply::from(200)])
+            .collect(),
+    );
     let m = env.merchant(&rx.url("/shop")).await;
     let ep = m.merchant.endpoint_id.clone().unwrap();
     let bulk = payhook::ops::endpoints::create(
@@ -118,7 +131,8 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     .await
     .unwrap();
     env.set_head(100).await;
-    env.detected_payment(&m.merchant.id, "ORDER-<7>", "12.50", "12.50", 100).await;
+    env.detected_payment(&m.merchant.id, "ORDER-<7>", "12.50", "12.50", 100)
+        .await;
     let serve = Serve::start(&env).await;
     // The payment's detected event: /shop answers 500 (dead at once), /bulk 503.
     wait_for(Duration::from_secs(30), "two dead deliveries", || {
@@ -135,16 +149,22 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     assert!(cookie.http_only().unwrap_or(false), "HttpOnly");
     assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
     let page = b.execute("return document.documentElement.outerHTML").await;
-    assert!(!page.as_str().unwrap().contains(env.cfg.admin.token.as_ref().unwrap().expose()));
+    assert!(!page
+        .as_str()
+        .unwrap()
+        .contains(env.cfg.admin.token.as_ref().unwrap().expose()));
     shoot(&b, "overview").await;
 
     // The log, filtered to dead deliveries of the primary endpoint.
     b.goto(&serve.url("/console/deliveries")).await;
-    b.execute("document.querySelector('select[name=status]').value = 'dead'; return null").await;
+    b.execute("document.querySelector('select[name=status]').value = 'dead'; return null")
+        .await;
     b.fill("input[name=endpoint_id]", ep.as_str()).await;
     b.click("#filter").await;
     b.wait_for("#deliveries tbody tr").await;
-    let rows = b.execute("return document.querySelectorAll('#deliveries tbody tr').length").await;
+    let rows = b
+        .execute("return document.querySelectorAll('#deliveries tbody tr').length")
+        .await;
     assert_eq!(rows, 1, "one dead delivery to the primary endpoint");
     shoot(&b, "deliveries").await;
     b.click("#deliveries tbody a").await;
@@ -152,7 +172,10 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     let attempt = b.text("section.attempt").await;
     assert!(attempt.contains("500"), "{attempt}");
     // The receiver's body is shown as text, and nothing in it ran.
-    assert!(b.text("pre.response").await.contains("<script>window.pwned=1</script>"));
+    assert!(b
+        .text("pre.response")
+        .await
+        .contains("<script>window.pwned=1</script>"));
     assert_eq!(b.execute("return window.pwned === undefined").await, true);
     assert!(b.text("#body").await.contains("ORDER-<7>"));
     shoot(&b, "delivery").await;
@@ -170,7 +193,8 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
         .expect("the resubmission verifies");
 
     // Endpoint actions: a test event, a rotation.
-    b.goto(&serve.url(&format!("/console/endpoints/{ep}"))).await;
+    b.goto(&serve.url(&format!("/console/endpoints/{ep}")))
+        .await;
     b.wait_for("#send-test").await;
     shoot(&b, "endpoint").await;
     b.click("#send-test").await;
@@ -185,10 +209,14 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
         }
     })
     .await;
-    b.goto(&serve.url(&format!("/console/endpoints/{ep}"))).await;
+    b.goto(&serve.url(&format!("/console/endpoints/{ep}")))
+        .await;
     b.click("#rotate").await;
     let rotated = b.text("#secret").await;
-    assert!(rotated.starts_with("whsec_") && rotated != m.secret.expose(), "{rotated}");
+    assert!(
+        rotated.starts_with("whsec_") && rotated != m.secret.expose(),
+        "{rotated}"
+    );
 
     // Bulk resubmission: three dead letters of /bulk, counted first.
     for _ in 0..2 {
@@ -205,7 +233,8 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
         async move { (dead_count(env).await == 4).then_some(()) }
     })
     .await;
-    b.goto(&serve.url(&format!("/console/dlq?endpoint_id={}", bulk.endpoint.id))).await;
+    b.goto(&serve.url(&format!("/console/dlq?endpoint_id={}", bulk.endpoint.id)))
+        .await;
     b.wait_for("#dead-letters").await;
     shoot(&b, "dlq").await;
     b.click("#bulk").await;
@@ -213,10 +242,14 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     shoot(&b, "dlq-preview").await;
     b.click("#confirm").await;
     assert_eq!(b.text("#resubmitted-count").await, "3");
-    wait_for(Duration::from_secs(20), "three redeliveries to /bulk", || {
-        let rx = rx.clone();
-        async move { (rx.hits("/bulk").len() == 6).then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "three redeliveries to /bulk",
+        || {
+            let rx = rx.clone();
+            async move { (rx.hits("/bulk").len() == 6).then_some(()) }
+        },
+    )
     .await;
 
     // A form posted without its token (or with a wrong one) is refused.
@@ -301,12 +334,21 @@ async fn a_merchant_key_sees_its_own_merchant_only() {
     br.wait_for("#deliveries").await;
     let html = br.execute("return document.body.innerText").await;
     let text = html.as_str().unwrap();
-    assert!(!text.contains(b_m.merchant.id.as_str()) && !text.contains(&b_delivery), "{text}");
-    assert!(text.contains(a.merchant.id.as_str()) || text.contains("dlv_"), "{text}");
+    assert!(
+        !text.contains(b_m.merchant.id.as_str()) && !text.contains(&b_delivery),
+        "{text}"
+    );
+    assert!(
+        text.contains(a.merchant.id.as_str()) || text.contains("dlv_"),
+        "{text}"
+    );
     shoot(&br, "merchant-deliveries").await;
     for path in [
         format!("/console/deliveries/{b_delivery}"),
-        format!("/console/endpoints/{}", b_m.merchant.endpoint_id.as_ref().unwrap()),
+        format!(
+            "/console/endpoints/{}",
+            b_m.merchant.endpoint_id.as_ref().unwrap()
+        ),
         format!("/console/merchants/{}", b_m.merchant.id),
         format!("/console/deliveries?merchant_id={}", b_m.merchant.id),
         "/console/audit".to_string(),
@@ -318,11 +360,18 @@ async fn a_merchant_key_sees_its_own_merchant_only() {
             body.contains("404") || body.contains("403") || body.contains("No delivery matches"),
             "{path}: {body}"
         );
-        assert!(!body.contains(&b_delivery) || path.contains(&b_delivery) && body.contains("404"), "{path}");
+        assert!(
+            !body.contains(&b_delivery) || path.contains(&b_delivery) && body.contains("404"),
+            "{path}"
+        );
     }
     br.goto(&serve.url("/console/merchants")).await;
     br.wait_for("main h1").await;
-    assert!(br.current_url().await.path().ends_with(a.merchant.id.as_str()));
+    assert!(br
+        .current_url()
+        .await
+        .path()
+        .ends_with(a.merchant.id.as_str()));
     // A revoked key's session ends at once.
     payhook::ops::api_keys::revoke(&env.store, key.key.id.as_str())
         .await
