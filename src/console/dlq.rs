@@ -59,6 +59,23 @@ fn filter_of(viewer: &Viewer, q: &DlqQuery) -> AppResult<Option<Filter>> {
     }))
 }
 
+/// The filters as a query string (for the next page's link).
+fn query_string(q: &DlqQuery) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("merchant_id", &q.merchant_id),
+        ("endpoint_id", &q.endpoint_id),
+        ("reason", &q.reason),
+        ("since", &q.since),
+        ("until", &q.until),
+    ] {
+        if let Some(v) = given(v) {
+            s.append_pair(k, v);
+        }
+    }
+    s.finish()
+}
+
 fn hidden_filters(q: &DlqQuery) -> Markup {
     html! {
         @for (k, v) in [("merchant_id", &q.merchant_id), ("endpoint_id", &q.endpoint_id), ("reason", &q.reason), ("since", &q.since), ("until", &q.until)] {
@@ -124,7 +141,7 @@ async fn render(s: &ConsoleState, viewer: &Viewer, q: &DlqQuery) -> AppResult<Re
         }
         @if rows.is_empty() { p.muted { "No dead letter matches these filters." } }
         @if rows.len() as i64 == page_.limit {
-            @if let Some(last) = rows.last() { p { a href={ "/console/dlq?cursor=" (last.id) } { "Older →" } } }
+            @if let Some(last) = rows.last() { p { a href={ "/console/dlq?" (query_string(q)) "&cursor=" (last.id) } { "Older →" } } }
         }
     };
     Ok(page(viewer, "Dead letters", body))

@@ -161,6 +161,16 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
         .await;
     b.fill("input[name=endpoint_id]", ep.as_str()).await;
     b.click("#filter").await;
+    wait_for(Duration::from_secs(15), "the filtered log", || {
+        let b = &b;
+        async move {
+            let url = b.current_url().await;
+            url.query()
+                .is_some_and(|q| q.contains("status=dead"))
+                .then_some(())
+        }
+    })
+    .await;
     b.wait_for("#deliveries tbody tr").await;
     let rows = b
         .execute("return document.querySelectorAll('#deliveries tbody tr').length")
@@ -212,7 +222,10 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     b.goto(&serve.url(&format!("/console/endpoints/{ep}")))
         .await;
     b.click("#rotate").await;
-    let rotated = b.text("#secret").await;
+    let rotated = {
+        b.wait_for("#secret").await;
+        b.text("#secret").await
+    };
     assert!(
         rotated.starts_with("whsec_") && rotated != m.secret.expose(),
         "{rotated}"
@@ -238,10 +251,22 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     b.wait_for("#dead-letters").await;
     shoot(&b, "dlq").await;
     b.click("#bulk").await;
-    assert_eq!(b.text("#preview-count").await, "3");
+    assert_eq!(
+        {
+            b.wait_for("#preview-count").await;
+            b.text("#preview-count").await
+        },
+        "3"
+    );
     shoot(&b, "dlq-preview").await;
     b.click("#confirm").await;
-    assert_eq!(b.text("#resubmitted-count").await, "3");
+    assert_eq!(
+        {
+            b.wait_for("#resubmitted-count").await;
+            b.text("#resubmitted-count").await
+        },
+        "3"
+    );
     wait_for(
         Duration::from_secs(20),
         "three redeliveries to /bulk",
@@ -292,6 +317,41 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
     b.wait_for("ol.timeline").await;
     assert!(b.text("ol.timeline").await.contains("payment.detected"));
     shoot(&b, "payment").await;
+    // Live: the overview's dead-letter count moves without a reload.
+    b.goto(&serve.url("/console/overview")).await;
+    b.wait_for(".card [data-live=dlq_open]").await;
+    let read = "return document.querySelector('.card [data-live=dlq_open]').textContent";
+    let before = b.execute(read).await;
+    b.execute("window.notReloaded = true; return null").await;
+    rx.script("/again", vec![500.into()]);
+    let again_ep = payhook::ops::endpoints::create(
+        &env.store,
+        &env.cfg,
+        &m.merchant.id,
+        payhook::ops::endpoints::NewEndpoint {
+            url: rx.url("/again"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    payhook::ops::endpoints::send_test(
+        &env.store,
+        &again_ep.endpoint.id,
+        payhook::ops::endpoints::AuditAs::Endpoint,
+    )
+    .await
+    .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the count to move on the page",
+        || {
+            let (b, before) = (&b, before.clone());
+            async move { (b.execute(read).await != before).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(b.execute("return window.notReloaded === true").await, true);
     // Sign out: the session is gone.
     b.goto(&serve.url("/console/overview")).await;
     b.click("form.signout button").await;
