@@ -532,7 +532,9 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
         .await
         .unwrap();
     query(Sql::both(
-        "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) VALUES ($1, $2, $3, 0)",
+        "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) VALUES ($1, $2, $3, 0) \
+         ON CONFLICT (minute, merchant_id) DO UPDATE SET \
+         succeeded = attempt_stats.succeeded + excluded.succeeded",
     ))
     .bind((now - 1500) / 60_000 * 60_000)
     .bind(merchant.as_str())

@@ -5,6 +5,9 @@ CREATE TABLE console_sessions (
     id_hash TEXT PRIMARY KEY,
     -- NULL: the admin token; else the API key it was opened with
     key_id TEXT REFERENCES api_keys(id),
+    -- admin sessions: a fingerprint of the admin token they were opened
+    -- with, so a new admin.token ends them
+    admin_fingerprint TEXT,
     csrf TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL

@@ -35,6 +35,16 @@ impl Auth {
         }
     }
 
+    /// A fingerprint of the admin token (not the token): console sessions
+    /// opened with it end when the token changes.
+    pub(crate) fn admin_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"payhook console session\0");
+        h.update(self.token.as_slice());
+        hex::encode(h.finalize())
+    }
+
     pub(crate) async fn access(&self, given: &str) -> Result<Access, ApiError> {
         // `ct_eq` compares in constant time for equal lengths; a length
         // mismatch answers at once, which reveals only the length.

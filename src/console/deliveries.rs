@@ -78,7 +78,13 @@ async fn payment_named(
         reference: given(&q.reference).map(str::to_string),
         tx_hash: given(&q.tx_hash).map(str::to_string),
     };
-    let found = payments::search(&s.app.store, &search, &Page::new(Some(1), None)?).await?;
+    let found = payments::search(&s.app.store, &search, &Page::new(Some(2), None)?).await?;
+    if found.len() > 1 {
+        return Err(crate::error::AppError::bad_input(
+            "reference/tx_hash: matches payments of several merchants; give merchant_id too, \
+             or pick the payment on the Payments page",
+        ));
+    }
     Ok(Some(found.into_iter().next().map(|p| p.id)))
 }
 
@@ -207,9 +213,21 @@ async fn render_one(s: &ConsoleState, viewer: &Viewer, id: &DeliveryId) -> AppRe
     let attempts = deliveries::attempts(store, id).await?;
     let event = events::get(store, &d.event_id).await?;
     let dead = dead_letters::of_delivery(store, id).await?;
+    // The endpoint that signs (its current settings): a callback_url is
+    // signed by the merchant's primary endpoint.
+    let signer = match &d.endpoint_id {
+        Some(e) => crate::store::endpoints::find(store, e).await?,
+        None => match crate::store::merchants::get(store, &d.merchant_id)
+            .await?
+            .endpoint_id
+        {
+            Some(p) => crate::store::endpoints::find(store, &p).await?,
+            None => None,
+        },
+    };
     let request_headers = |started_at: i64| -> Vec<(String, String)> {
         let ts = (started_at / 1000).to_string();
-        vec![
+        let mut h: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
             (
                 "user-agent".into(),
@@ -217,12 +235,26 @@ async fn render_one(s: &ConsoleState, viewer: &Viewer, id: &DeliveryId) -> AppRe
             ),
             ("webhook-id".into(), d.event_id.to_string()),
             ("webhook-timestamp".into(), ts),
-            // Signatures are not stored; shown shortened, as their form.
-            (
+        ];
+        // Signatures are not stored: shown shortened, as their form.
+        match &signer {
+            Some(ep) if ep.signature_scheme == crate::domain::SignatureScheme::Hex => {
+                let format = crate::delivery::signer::HexFormat::new(
+                    ep.signature_header.as_deref(),
+                    ep.signature_prefix.as_deref(),
+                );
+                let value = format!("{}… (hex HMAC-SHA256, not stored)", format.prefix);
+                h.push((format.header.to_string(), value));
+            }
+            _ => h.push((
                 "webhook-signature".into(),
                 "v1,… (HMAC-SHA256, not stored)".into(),
-            ),
-        ]
+            )),
+        }
+        for name in signer.iter().flat_map(|ep| &ep.header_names) {
+            h.push((name.clone(), "(value hidden)".into()));
+        }
+        h
     };
     let body = html! {
         table.settings {

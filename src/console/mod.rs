@@ -48,8 +48,15 @@ async fn live_js() -> Response {
         .into_response()
 }
 
+async fn not_found() -> Response {
+    layout::error_page(
+        axum::http::StatusCode::NOT_FOUND,
+        "There is no such console page.",
+    )
+}
+
 /// Headers on every console response: the CSP, no sniffing, no framing,
-/// no caching of pages that show secrets, no referrer.
+/// no caching of pages that show secrets, no referrer to other sites.
 async fn harden(req: axum::extract::Request, next: middleware::Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -57,7 +64,9 @@ async fn harden(req: axum::extract::Request, next: middleware::Next) -> Response
         ("content-security-policy", CSP),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        // Not `no-referrer`: with it, browsers send `Origin: null` on our own
+        // forms, and the origin check (session.rs) needs the real one.
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
@@ -103,6 +112,7 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/console/static/console.css", get(css))
         .route("/console/static/live.js", get(live_js))
+        .route("/console/{*rest}", axum::routing::any(not_found))
         .merge(signed_in)
         .layer(middleware::from_fn(harden))
         .with_state(state)

@@ -70,10 +70,36 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
-    let text =
-        format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}");
+/// Whether the request reached us over TLS (a reverse proxy in front says
+/// so with `X-Forwarded-Proto: https`): cookies are then `Secure`.
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    let text = format!(
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    );
     HeaderValue::from_str(&text).expect("cookie text is ASCII")
+}
+
+/// A form posted from another site (another port of this host included,
+/// which SameSite does not tell apart): its `Origin` is not this host.
+/// Browsers send `Origin` on every POST; its absence is not refused (tools).
+pub fn cross_origin(headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// Every console page but the sign-in form: a live session, or a redirect
@@ -93,12 +119,29 @@ pub async fn require_session(
         Err(e) => return layout::app_error(e),
     };
     let access = match session.key {
-        None => Access::Admin,
+        None => {
+            // Opened with an admin token that is no longer the current one.
+            let current = s.auth.admin_fingerprint();
+            let same = session
+                .admin_fingerprint
+                .as_deref()
+                .is_some_and(|fp| bool::from(fp.as_bytes().ct_eq(current.as_bytes())));
+            if !same {
+                return Redirect::to("/console/login").into_response();
+            }
+            Access::Admin
+        }
         Some((key_id, merchant_id)) => Access::Merchant {
             key_id,
             merchant_id,
         },
     };
+    if req.method() == axum::http::Method::POST && cross_origin(req.headers()) {
+        return layout::error_page(
+            StatusCode::FORBIDDEN,
+            "This form was posted from another site; use the console itself.",
+        );
+    }
     let actor = access.actor();
     req.extensions_mut().insert(Viewer {
         access,
@@ -108,7 +151,7 @@ pub async fn require_session(
 }
 
 /// `GET /console/login`.
-pub async fn login_form() -> Response {
+pub async fn login_form(headers: HeaderMap) -> Response {
     let token = random_token();
     let page = layout::bare(
         "Sign in",
@@ -124,8 +167,10 @@ pub async fn login_form() -> Response {
         },
     );
     let mut resp = page.into_response();
-    resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &token, 600));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&headers, LOGIN_COOKIE, &token, 600),
+    );
     resp
 }
 
@@ -143,7 +188,10 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
+    if cross_origin(&headers)
+        || expected.is_empty()
+        || !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes()))
+    {
         return layout::error_page(
             StatusCode::FORBIDDEN,
             "The sign-in form has expired; reload it and try again.",
@@ -158,22 +206,33 @@ pub async fn login(
             )
         }
     };
-    let key_id = match &access {
-        Access::Admin => None,
-        Access::Merchant { key_id, .. } => Some(key_id.as_str()),
+    let (key_id, fingerprint) = match &access {
+        Access::Admin => (None, Some(s.auth.admin_fingerprint())),
+        Access::Merchant { key_id, .. } => (Some(key_id.as_str()), None),
     };
     let (id, csrf, now) = (random_token(), random_token(), now_ms());
-    if let Err(e) = sessions::insert(&s.app.store, &id, key_id, &csrf, now, now + SESSION_MS).await
-    {
+    let opened = sessions::insert(
+        &s.app.store,
+        &id,
+        key_id,
+        fingerprint.as_deref(),
+        &csrf,
+        now,
+        now + SESSION_MS,
+    );
+    if let Err(e) = opened.await {
         return layout::app_error(e);
     }
     let mut resp = Redirect::to("/console/overview").into_response();
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &id, SESSION_MS / 1000),
+        set_cookie(&headers, SESSION_COOKIE, &id, SESSION_MS / 1000),
     );
-    h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&headers, LOGIN_COOKIE, "", 0),
+    );
     resp
 }
 
@@ -198,7 +257,9 @@ pub async fn logout(
         }
     }
     let mut resp = Redirect::to("/console/login").into_response();
-    resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&headers, SESSION_COOKIE, "", 0),
+    );
     resp
 }

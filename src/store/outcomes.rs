@@ -136,14 +136,15 @@ const INSERT_ATTEMPTS: Sql = Sql::each(
      value ->> 'kind', value ->> 'error', value ->> 'body' FROM payhook_json_rows($1::jsonb)",
 );
 
-/// Attempts per minute and merchant (`store::stats` reads them).
+/// Attempts per minute and merchant (`store::stats` reads them). Rows are
+/// locked in one order (ORDER BY), so two writers cannot deadlock on them.
 const COUNT_ATTEMPTS: Sql = Sql::each(
     "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) \
      SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, d.merchant_id, \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 1 ELSE 0 END), \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 0 ELSE 1 END) \
      FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'id' WHERE true \
-     GROUP BY minute, d.merchant_id ON CONFLICT (minute, merchant_id) DO UPDATE SET \
+     GROUP BY minute, d.merchant_id ORDER BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
      succeeded = attempt_stats.succeeded + excluded.succeeded, \
      failed = attempt_stats.failed + excluded.failed",
     "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) \
@@ -151,7 +152,7 @@ const COUNT_ATTEMPTS: Sql = Sql::each(
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 1 ELSE 0 END), \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 0 ELSE 1 END) \
      FROM payhook_json_rows($1::jsonb) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
-     GROUP BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
+     GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
      succeeded = attempt_stats.succeeded + excluded.succeeded, \
      failed = attempt_stats.failed + excluded.failed",
 );

@@ -14,6 +14,8 @@ use crate::ids::MerchantId;
 pub struct Session {
     /// `None`: opened with the admin token.
     pub key: Option<(String, MerchantId)>,
+    /// Of an admin session: the fingerprint of the token it was opened with.
+    pub admin_fingerprint: Option<String>,
     pub csrf: String,
     pub expires_at: i64,
 }
@@ -24,17 +26,19 @@ pub fn hash(id: &str) -> String {
 }
 
 const INSERT: Sql = Sql::both(
-    "INSERT INTO console_sessions (id_hash, key_id, csrf, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5)",
+    "INSERT INTO console_sessions (id_hash, key_id, admin_fingerprint, csrf, created_at, \
+     expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
 );
 
 const PRUNE: Sql = Sql::both("DELETE FROM console_sessions WHERE expires_at <= $1");
 
-/// Opens a session; forgets expired ones on the way.
+/// Opens a session (of an API key, or of the admin token with its
+/// fingerprint); forgets expired ones on the way.
 pub async fn insert(
     store: &Store,
     id: &str,
     key_id: Option<&str>,
+    admin_fingerprint: Option<&str>,
     csrf: &str,
     now: i64,
     expires_at: i64,
@@ -43,6 +47,7 @@ pub async fn insert(
     query(INSERT)
         .bind(hash(id))
         .bind(key_id)
+        .bind(admin_fingerprint)
         .bind(csrf)
         .bind(now)
         .bind(expires_at)
@@ -53,12 +58,19 @@ pub async fn insert(
 
 /// Only unexpired sessions, and of a key only while the key is not revoked.
 const FIND: Sql = Sql::both(
-    "SELECT s.key_id, k.merchant_id, s.csrf, s.expires_at FROM console_sessions s \
+    "SELECT s.key_id, k.merchant_id, s.admin_fingerprint, s.csrf, s.expires_at \
+     FROM console_sessions s \
      LEFT JOIN api_keys k ON k.id = s.key_id WHERE s.id_hash = $1 AND s.expires_at > $2 \
      AND (s.key_id IS NULL OR (k.id IS NOT NULL AND k.revoked_at IS NULL))",
 );
 
-type Row = (Option<String>, Option<MerchantId>, String, i64);
+type Row = (
+    Option<String>,
+    Option<MerchantId>,
+    Option<String>,
+    String,
+    i64,
+);
 
 pub async fn find(store: &Store, id: &str, now: i64) -> AppResult<Option<Session>> {
     let row: Option<Row> = query(FIND)
@@ -66,11 +78,14 @@ pub async fn find(store: &Store, id: &str, now: i64) -> AppResult<Option<Session
         .bind(now)
         .fetch_optional(store.db())
         .await?;
-    Ok(row.map(|(key_id, merchant_id, csrf, expires_at)| Session {
-        key: key_id.zip(merchant_id),
-        csrf,
-        expires_at,
-    }))
+    Ok(row.map(
+        |(key_id, merchant_id, admin_fingerprint, csrf, expires_at)| Session {
+            key: key_id.zip(merchant_id),
+            admin_fingerprint,
+            csrf,
+            expires_at,
+        },
+    ))
 }
 
 const DELETE: Sql = Sql::both("DELETE FROM console_sessions WHERE id_hash = $1");

@@ -11,7 +11,8 @@ use crate::ids::MerchantId;
 /// Attempts since `$1` in buckets of `$2` ms: (bucket start ms, succeeded,
 /// failed), optionally of one merchant, from the per-minute counts.
 const ATTEMPTS_BY_BUCKET: Sql = Sql::both(
-    "SELECT (minute / $2) * $2 AS bucket, SUM(succeeded), SUM(failed) FROM attempt_stats \
+    "SELECT (minute / $2) * $2 AS bucket, CAST(SUM(succeeded) AS BIGINT), \
+     CAST(SUM(failed) AS BIGINT) FROM attempt_stats \
      WHERE minute >= $1 AND ($3 IS NULL OR merchant_id = $3) GROUP BY bucket ORDER BY bucket",
 );
 
@@ -39,10 +40,16 @@ pub async fn forget(store: &Store, before_ms: i64) -> AppResult<u64> {
 /// How many recent deliveries the latency figures sample at most.
 pub const LATENCY_SAMPLE: i64 = 2_000;
 
-const LATENCIES: Sql = Sql::both(
+/// Walks `deliveries_created` newest first: the status and merchant tests
+/// are kept off their indexes (`+`, `|| ''`), which would otherwise be
+/// chosen and sort every succeeded row of the table.
+const LATENCIES: Sql = Sql::each(
     "SELECT d.completed_at - e.created_at FROM deliveries d JOIN events e ON e.id = d.event_id \
-     WHERE d.created_at >= $1 AND d.status = 'succeeded' AND d.completed_at IS NOT NULL \
-     AND ($2 IS NULL OR d.merchant_id = $2) ORDER BY d.created_at DESC LIMIT $3",
+     WHERE d.created_at >= $1 AND +d.status = 'succeeded' AND d.completed_at IS NOT NULL \
+     AND ($2 IS NULL OR +d.merchant_id = $2) ORDER BY d.created_at DESC LIMIT $3",
+    "SELECT d.completed_at - e.created_at FROM deliveries d JOIN events e ON e.id = d.event_id \
+     WHERE d.created_at >= $1 AND (d.status || '') = 'succeeded' AND d.completed_at IS NOT NULL \
+     AND ($2::text IS NULL OR (d.merchant_id || '') = $2) ORDER BY d.created_at DESC LIMIT $3",
 );
 
 /// Event→2xx times (ms) of deliveries created since `since`, the most

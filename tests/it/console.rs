@@ -439,3 +439,127 @@ async fn a_merchant_key_sees_its_own_merchant_only() {
     br.goto(&serve.url("/console/overview")).await;
     br.wait_for("#token").await;
 }
+
+/// Signs in to an in-process admin listener with `token`; returns its base
+/// URL and the session cookie.
+async fn session_on(
+    env: &Env,
+    token: &str,
+) -> (String, String, tokio_util::sync::CancellationToken) {
+    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = payhook::admin::AppState {
+        store: env.store.clone(),
+        cfg: std::sync::Arc::new(env.cfg.clone()),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(payhook::admin::serve(
+        listener,
+        state,
+        token.into(),
+        stop.clone(),
+    ));
+    let client = no_redirects();
+    let form = client
+        .get(format!("{base}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let login = cookie_of(&form, "payhook_login").unwrap();
+    let csrf = login.split_once('=').unwrap().1.to_string();
+    let signed = client
+        .post(format!("{base}/console/login"))
+        .header("cookie", &login)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303, "signed in");
+    (base, cookie_of(&signed, "payhook_session").unwrap(), stop)
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+/// Without a browser: a new admin token ends the old token's sessions; a
+/// form posted from another origin is refused; unknown console paths are
+/// an HTML 404 under the console's headers; the sign-in form refuses a
+/// post without its double-submit token.
+#[tokio::test]
+async fn sessions_follow_the_admin_token_and_forms_their_origin() {
+    let env = Env::new().await;
+    let client = no_redirects();
+    let old_token = "old-admin-token-0123456789-abcdefghijklmn";
+    let (base, session, stop_old) = session_on(&env, old_token).await;
+    let page = client
+        .get(format!("{base}/console/overview"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    // Another origin posting a form with the right cookie is refused.
+    let forged = client
+        .post(format!("{base}/console/logout"))
+        .header("cookie", &session)
+        .header("origin", "http://127.0.0.1:1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // An unknown console page: HTML 404 with the console's headers.
+    let missing = client
+        .get(format!("{base}/console/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("content-security-policy"));
+    assert!(missing.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    // Sign-in without the form's token.
+    let blind = client
+        .post(format!("{base}/console/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={old_token}&csrf=guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blind.status(), 403);
+    stop_old.cancel();
+    // The operator changes admin.token: the old session no longer opens pages.
+    let (base_new, _, stop_new) =
+        session_on(&env, "new-admin-token-0123456789-abcdefghijklmn").await;
+    let stale = client
+        .get(format!("{base_new}/console/overview"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 303);
+    assert_eq!(stale.headers()["location"], "/console/login");
+    stop_new.cancel();
+}
