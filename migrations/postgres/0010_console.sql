@@ -30,3 +30,13 @@ CREATE TABLE attempt_stats (
     failed BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (minute, merchant_id)
 );
+
+-- The queue and the DLQ once a minute (written by the workers'
+-- housekeeping, the first process each minute wins), for the console's
+-- charts over time. Kept two days.
+CREATE TABLE queue_samples (
+    minute BIGINT PRIMARY KEY,
+    due BIGINT NOT NULL,
+    scheduled BIGINT NOT NULL,
+    dlq_open BIGINT NOT NULL
+);

@@ -30,3 +30,13 @@ CREATE TABLE attempt_stats (
     failed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (minute, merchant_id)
 );
+
+-- The queue and the DLQ once a minute (written by the workers'
+-- housekeeping, the first process each minute wins), for the console's
+-- charts over time. Kept two days.
+CREATE TABLE queue_samples (
+    minute INTEGER PRIMARY KEY,
+    due INTEGER NOT NULL,
+    scheduled INTEGER NOT NULL,
+    dlq_open INTEGER NOT NULL
+);

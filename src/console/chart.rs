@@ -12,7 +12,7 @@ pub fn attempts(
     count: usize,
     label: &str,
 ) -> Markup {
-    let (w, h, pad) = (600.0_f64, 160.0_f64, 20.0_f64);
+    let (w, h, pad) = (1000.0_f64, 180.0_f64, 20.0_f64);
     let first = since / step_ms * step_ms;
     let mut series = vec![(0i64, 0i64); count];
     for (start, ok, failed) in buckets {
@@ -40,6 +40,48 @@ pub fn attempts(
                 text x=(pad) y="14" class="tick" { "max " (max as i64) " per bucket" }
             }
             figcaption { (total) " attempts: " span.legend-ok { "■ succeeded" } " " span.legend-failed { "■ failed" } }
+        }
+    }
+}
+
+/// One series per bucket as bars (`class` colours them): `points` are
+/// (bucket start ms, value), contiguous from `since` in steps of `step_ms`.
+pub fn series(
+    points: &[(i64, i64)],
+    since: i64,
+    step_ms: i64,
+    count: usize,
+    label: &str,
+    class: &str,
+) -> Markup {
+    let (w, h, pad) = (600.0_f64, 120.0_f64, 20.0_f64);
+    let first = since / step_ms * step_ms;
+    let mut values: Vec<Option<i64>> = vec![None; count];
+    for (start, v) in points {
+        if let Some(slot) = usize::try_from((start - first) / step_ms)
+            .ok()
+            .and_then(|i| values.get_mut(i))
+        {
+            *slot = Some(*v);
+        }
+    }
+    let max = values.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let bar = (w - 2.0 * pad) / count.max(1) as f64;
+    let last = values.iter().rev().flatten().next().copied();
+    html! {
+        figure.chart {
+            svg viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(label) {
+                @for (i, v) in values.iter().enumerate() {
+                    @if let Some(v) = v {
+                        @let bh = (*v as f64 / max) * (h - 2.0 * pad);
+                        rect class=(class) x=(pad + i as f64 * bar) y=(h - pad - bh) width=(bar * 0.85) height=(bh) {}
+                    }
+                }
+                line x1=(pad) y1=(h - pad) x2=(w - pad) y2=(h - pad) class="axis" {}
+                text x=(pad) y="14" class="tick" { "max " (max as i64) }
+                text x=(w - pad) y=(h - 4.0) class="tick end" { "now" }
+            }
+            figcaption { (label) @if let Some(v) = last { " — latest sample " (v) } @else { " — no sample yet (workers sample once a minute)" } }
         }
     }
 }

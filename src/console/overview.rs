@@ -103,6 +103,15 @@ async fn render(s: &ConsoleState, viewer: &Viewer) -> AppResult<Response> {
     let lat_day = stats::latencies(store, now - 24 * HOUR, m).await?;
     let live = live_figures(store, m).await?;
     let disabled = stats::disabled_endpoints(store, m).await?;
+    // The queue is shared by all merchants: its history is the operator's.
+    let samples = match m {
+        None => Some(stats::queue_samples(store, now - 24 * HOUR, HOUR).await?),
+        Some(_) => None,
+    };
+    let recent = match m {
+        None => Some(stats::queue_samples(store, now - HOUR, MINUTE).await?),
+        Some(_) => None,
+    };
     let failing = failing_for(store, m).await?;
     let body = html! {
         section.cards {
@@ -117,6 +126,14 @@ async fn render(s: &ConsoleState, viewer: &Viewer) -> AppResult<Response> {
         (chart::attempts(&hour, now - HOUR + MINUTE, MINUTE, 60, "60 min"))
         h2 { "Attempts per hour, last 24 h" }
         (chart::attempts(&day, now - 24 * HOUR + HOUR, HOUR, 24, "24 h"))
+        @if let (Some(day), Some(hour)) = (&samples, &recent) {
+            h2 { "Queue and dead letters over time" }
+            div.charts {
+                (chart::series(&hour.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), now - HOUR + MINUTE, MINUTE, 60, "due jobs, last hour", "due"))
+                (chart::series(&hour.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(), now - HOUR + MINUTE, MINUTE, 60, "scheduled retries, last hour", "scheduled"))
+                (chart::series(&day.iter().map(|r| (r.0, r.3)).collect::<Vec<_>>(), now - 24 * HOUR + HOUR, HOUR, 24, "open dead letters, last 24 h", "dlq"))
+            }
+        }
         h2 { "Endpoints that need a look" }
         @if disabled.is_empty() && failing.is_empty() {
             p.muted { "None: every endpoint is active and answering." }

@@ -53,10 +53,19 @@ pub fn spawn(
     let retention = every(secs(60), false, stop.clone(), move || {
         retain(s.clone(), keep.clone())
     });
+    let s = store.clone();
+    let sample = every(secs(60), true, stop.clone(), move || sample(s.clone()));
     let relay = jobs::relay_inserts(store.queue_db().clone(), store.signal().clone(), stop);
     tokio::spawn(async move {
-        futures::join!(prune, vacuum, share, reconcile, retention, relay);
+        futures::join!(prune, vacuum, share, reconcile, retention, sample, relay);
     })
+}
+
+/// The queue's depth and the open dead letters, for the console's charts.
+async fn sample(store: Store) {
+    if let Err(e) = crate::store::stats::sample_queue(&store, now_ms()).await {
+        tracing::debug!(error = %e, "sampling the queue failed");
+    }
 }
 
 /// Finished queue jobs; rotated-out secrets whose overlap ended.

@@ -31,10 +31,54 @@ pub async fn attempts_by_bucket(
 }
 
 const FORGET: Sql = Sql::both("DELETE FROM attempt_stats WHERE minute < $1");
+const FORGET_SAMPLES: Sql = Sql::both("DELETE FROM queue_samples WHERE minute < $1");
 
-/// Forgets per-minute counts older than `before_ms` (retention).
+/// Forgets per-minute counts and samples older than `before_ms` (retention).
 pub async fn forget(store: &Store, before_ms: i64) -> AppResult<u64> {
-    Ok(query(FORGET).bind(before_ms).execute(store.db()).await?)
+    let n = query(FORGET).bind(before_ms).execute(store.db()).await?;
+    Ok(n + query(FORGET_SAMPLES)
+        .bind(before_ms)
+        .execute(store.db())
+        .await?)
+}
+
+const SAMPLE: Sql = Sql::both(
+    "INSERT INTO queue_samples (minute, due, scheduled, dlq_open) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (minute) DO NOTHING",
+);
+
+/// Records this minute's queue depth and open dead letters (once a minute,
+/// whichever process comes first).
+pub async fn sample_queue(store: &Store, now: i64) -> AppResult<()> {
+    let (due, scheduled) = super::jobs::depth(store.queue_db()).await?;
+    let dlq_open = super::dead_letters::count_open(store).await?;
+    query(SAMPLE)
+        .bind(now / 60_000 * 60_000)
+        .bind(due)
+        .bind(scheduled)
+        .bind(dlq_open)
+        .execute(store.db())
+        .await?;
+    Ok(())
+}
+
+/// The samples since `$1`, the largest of each `$2`-ms bucket: (bucket,
+/// due, scheduled, open dead letters).
+const SAMPLES: Sql = Sql::both(
+    "SELECT (minute / $2) * $2 AS bucket, MAX(due), MAX(scheduled), MAX(dlq_open) \
+     FROM queue_samples WHERE minute >= $1 GROUP BY bucket ORDER BY bucket",
+);
+
+pub async fn queue_samples(
+    store: &Store,
+    since: i64,
+    bucket_ms: i64,
+) -> AppResult<Vec<(i64, i64, i64, i64)>> {
+    Ok(query(SAMPLES)
+        .bind(since / 60_000 * 60_000)
+        .bind(bucket_ms)
+        .fetch_all(store.db())
+        .await?)
 }
 
 /// How many recent deliveries the latency figures sample at most.
