@@ -72,18 +72,7 @@ pub async fn list(
                     }
                 }
             }
-            @if rows.len() == 50 { @if let Some(last) = rows.last() { p { a href={ "/console/audit?" (keep(&[("actor", &q.actor), ("action", &q.action), ("object_id", &q.object_id)])) "&cursor=" (last.id) } { "Older →" } } } }
+            @if rows.len() == 50 { @if let Some(last) = rows.last() { p { a href={ "/console/audit?" (layout::query_string(&[("actor", &q.actor), ("action", &q.action), ("object_id", &q.object_id)])) "&cursor=" (last.id) } { "Older →" } } } }
         },
     )
-}
-
-/// The filters as a query string (for the next page's link).
-fn keep(pairs: &[(&str, &Option<String>)]) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            s.append_pair(k, v);
-        }
-    }
-    s.finish()
 }

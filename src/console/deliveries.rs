@@ -53,13 +53,7 @@ impl LogQuery {
             ("since", &self.since),
             ("until", &self.until),
         ];
-        let mut s = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in pairs {
-            if let Some(v) = given(v) {
-                s.append_pair(k, v);
-            }
-        }
-        s.finish()
+        layout::query_string(&pairs)
     }
 }
 

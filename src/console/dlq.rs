@@ -61,19 +61,13 @@ fn filter_of(viewer: &Viewer, q: &DlqQuery) -> AppResult<Option<Filter>> {
 
 /// The filters as a query string (for the next page's link).
 fn query_string(q: &DlqQuery) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [
+    layout::query_string(&[
         ("merchant_id", &q.merchant_id),
         ("endpoint_id", &q.endpoint_id),
         ("reason", &q.reason),
         ("since", &q.since),
         ("until", &q.until),
-    ] {
-        if let Some(v) = given(v) {
-            s.append_pair(k, v);
-        }
-    }
-    s.finish()
+    ])
 }
 
 fn hidden_filters(q: &DlqQuery) -> Markup {

@@ -119,3 +119,15 @@ pub fn done(viewer: &Viewer, title: &str, message: Markup, back: &str) -> Respon
         },
     )
 }
+
+/// Filters as a query string, the empty ones left out (for a next page's
+/// link, so paging keeps the filters).
+pub fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            s.append_pair(k, v);
+        }
+    }
+    s.finish()
+}

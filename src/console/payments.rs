@@ -81,7 +81,7 @@ pub async fn list(
                     }
                 }
             }
-            @if rows.len() == 50 { @if let Some(last) = rows.last() { p { a href={ "/console/payments?" (keep(&[("merchant_id", &q.merchant_id), ("reference", &q.reference), ("tx_hash", &q.tx_hash)])) "&cursor=" (last.id) } { "Older →" } } } }
+            @if rows.len() == 50 { @if let Some(last) = rows.last() { p { a href={ "/console/payments?" (layout::query_string(&[("merchant_id", &q.merchant_id), ("reference", &q.reference), ("tx_hash", &q.tx_hash)])) "&cursor=" (last.id) } { "Older →" } } } }
         },
     )
 }
@@ -128,15 +128,4 @@ pub async fn show(
             @if evs.is_empty() { p.muted { "No event yet." } }
         },
     )
-}
-
-/// The filters as a query string (for the next page's link).
-fn keep(pairs: &[(&str, &Option<String>)]) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            s.append_pair(k, v);
-        }
-    }
-    s.finish()
 }

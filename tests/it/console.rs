@@ -154,7 +154,10 @@ async fn an_admin_finds_a_dead_delivery_reads_it_and_resubmits_it() {
         .unwrap()
         .contains(env.cfg.admin.token.as_ref().unwrap().expose()));
     let overview = b.text("main").await;
-    assert!(overview.contains("Queue and dead letters over time"), "{overview}");
+    assert!(
+        overview.contains("Queue and dead letters over time"),
+        "{overview}"
+    );
     shoot(&b, "overview").await;
 
     // The log, filtered to dead deliveries of the primary endpoint.
