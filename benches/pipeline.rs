@@ -25,6 +25,8 @@ use payhook::store::Store;
 
 #[path = "../tests/it/pg_database.rs"]
 mod pg_database;
+#[path = "parts/steady.rs"]
+mod steady;
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
@@ -475,9 +477,75 @@ async fn run(n: usize) {
         "  peak RSS                      {:>9.1} MiB",
         peak_rss_mib()
     );
+    // 5) Steady load over the API (PAYHOOK_BENCH_STEADY_SECS, default 60).
+    let (rates, secs) = if smoke_run() {
+        (vec![50], 2)
+    } else {
+        let secs = std::env::var("PAYHOOK_BENCH_STEADY_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        (vec![500, 2000], secs)
+    };
+    let mut felt = Vec::new();
+    for rate in rates {
+        // With the default per-endpoint in-flight cap, as deployed: the
+        // isolation phase left a black-holed endpoint behind.
+        let s = steady::run(&store, &capped, rate, secs).await;
+        println!(
+            "  steady {rate:>5}/s for {secs} s    {} payments detected, {} events missing at the end",
+            s.detected, s.missing
+        );
+        println!(
+            "    event commit → receiver     {}",
+            s.commit_to_receiver.line()
+        );
+        println!(
+            "    detection call → receiver   {}",
+            s.detection_to_receiver.line()
+        );
+        println!("    API call (create, detect)   {}", s.api.line());
+        felt.push(s);
+    }
+    write_summary(
+        if backend == "SQLite" {
+            "sqlite"
+        } else {
+            "postgres"
+        },
+        serde_json::json!({
+            "n": n, "endpoints_per_merchant": fan, "raw_ceiling_per_sec": raw,
+            "end_to_end_per_sec": e2e, "drain_per_sec": drain,
+            "scanner_confirmations_per_sec": scan_rate,
+            "seeding_payments_per_sec": n as f64 / seed_secs,
+            "isolation": {"alone_per_sec": alone, "beside_black_hole_per_sec": beside,
+                          "ratio": beside / alone},
+            "peak_rss_mib": peak_rss_mib(),
+            "steady": felt,
+        }),
+    );
     let rows = if smoke_run() { 20_000 } else { 1_000_000 };
     big_table(&store, &cfg, &m.merchant.id, rows).await;
     store.close().await;
+}
+
+/// Writes this backend's figures into `target/bench/summary.json` (the other
+/// backend's, from its own run, are kept).
+fn write_summary(backend: &str, figures: serde_json::Value) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("summary.json");
+    let mut all: serde_json::Map<String, serde_json::Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    all.insert(backend.to_string(), figures);
+    all.insert(
+        "written_at".into(),
+        payhook::time::rfc3339(payhook::time::now_ms()).into(),
+    );
+    std::fs::write(&path, serde_json::to_vec_pretty(&all).unwrap()).unwrap();
+    println!("  figures written to {}", path.display());
 }
 
 fn smoke_run() -> bool {
