@@ -507,6 +507,13 @@ async fn run(n: usize) {
         println!("    API call (create, detect)   {}", s.api.line());
         felt.push(s);
     }
+    // 6) Ingest: create + detect over HTTP, 64 keep-alive callers.
+    let ingest_n = if smoke_run() { 200 } else { n };
+    let (ingest_rate, ingest_api) = steady::ingest(&store, &capped, 64, ingest_n).await;
+    println!(
+        "  ingest, 64 API callers         {ingest_rate:>9.0} payments/s (create + detect); API {}",
+        ingest_api.line()
+    );
     write_summary(
         if backend == "SQLite" {
             "sqlite"
@@ -522,6 +529,7 @@ async fn run(n: usize) {
                           "ratio": beside / alone},
             "peak_rss_mib": peak_rss_mib(),
             "steady": felt,
+            "ingest": {"callers": 64, "payments_per_sec": ingest_rate, "api": ingest_api},
         }),
     );
     let rows = if smoke_run() { 20_000 } else { 1_000_000 };

@@ -243,3 +243,92 @@ pub async fn run(store: &Store, cfg: &Config, rate: u32, secs: u64) -> Steady {
         missing,
     }
 }
+
+/// Ingest: `callers` keep-alive clients creating and detecting payments
+/// over the API as fast as answers come, `total` in all (closed loop).
+/// Returns payments per second and the API calls' spread.
+pub async fn ingest(store: &Store, cfg: &Config, callers: usize, total: usize) -> (f64, Spread) {
+    let merchant = payhook::ops::merchants::create(
+        store,
+        cfg,
+        payhook::ops::merchants::NewMerchant {
+            name: "ingest".into(),
+            webhook_url: "http://127.0.0.1:9/ingest".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .merchant
+    .id;
+    let token = "ingest-admin-token-0123456789-abcdefghijkl";
+    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = payhook::admin::AppState {
+        store: store.clone(),
+        cfg: Arc::new(cfg.clone()),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(payhook::admin::serve(
+        listener,
+        state,
+        token.into(),
+        stop.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let api: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let (client, base, merchant) = (client.clone(), base.clone(), merchant.clone());
+        let (next, api) = (next.clone(), api.clone());
+        tasks.push(tokio::spawn(async move {
+            let post = |path: String, body: serde_json::Value| {
+                let (client, api) = (client.clone(), api.clone());
+                async move {
+                    let t = Instant::now();
+                    let r = client
+                        .post(path)
+                        .bearer_auth(token)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success(), "ingest call answered {}", r.status());
+                    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                    api.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+                    v
+                }
+            };
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let reference = format!("I-{i}");
+                let created = post(
+                    format!("{base}/v1/payments"),
+                    json!({"merchant_id": merchant, "reference": reference, "chain": "ethereum",
+                           "token": "USDT", "address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                           "expected_amount": "1.00"}),
+                )
+                .await;
+                let id = created["id"].as_str().unwrap().to_string();
+                post(
+                    format!("{base}/v1/payments/{id}/detections"),
+                    json!({"tx_hash": format!("0x{reference}"), "amount": "1.00", "block_number": 1}),
+                )
+                .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = total as f64 / t0.elapsed().as_secs_f64();
+    stop.cancel();
+    let api = std::mem::take(&mut *api.lock().unwrap());
+    (rate, Spread::of(api))
+}
