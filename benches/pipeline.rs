@@ -646,19 +646,7 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
 ///    through a real listener, signed in as admin.
 async fn console_pages(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64) {
     let token = "bench-admin-token-0123456789-abcdefghijkl";
-    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = payhook::admin::AppState {
-        store: store.clone(),
-        cfg: Arc::new(cfg.clone()),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(payhook::admin::serve(
-        listener,
-        state,
-        token.into(),
-        stop.clone(),
-    ));
+    let (base, stop) = steady::start_api(store, cfg, token).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -24,3 +24,4 @@ pub mod sealing;
 pub mod store;
 pub mod time;
 pub mod urls;
+pub mod web;

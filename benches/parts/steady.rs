@@ -119,19 +119,7 @@ pub async fn run(store: &Store, cfg: &Config, rate: u32, secs: u64) -> Steady {
     .merchant
     .id;
     let token = "steady-admin-token-0123456789-abcdefghijkl";
-    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = payhook::admin::AppState {
-        store: store.clone(),
-        cfg: Arc::new(cfg.clone()),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(payhook::admin::serve(
-        listener,
-        state,
-        token.into(),
-        stop.clone(),
-    ));
+    let (base, stop) = start_api(store, cfg, token).await;
     let pipeline = payhook::pipeline::Pipeline::start(
         store,
         cfg,
@@ -262,19 +250,7 @@ pub async fn ingest(store: &Store, cfg: &Config, callers: usize, total: usize) -
     .merchant
     .id;
     let token = "ingest-admin-token-0123456789-abcdefghijkl";
-    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = payhook::admin::AppState {
-        store: store.clone(),
-        cfg: Arc::new(cfg.clone()),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(payhook::admin::serve(
-        listener,
-        state,
-        token.into(),
-        stop.clone(),
-    ));
+    let (base, stop) = start_api(store, cfg, token).await;
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let api: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -331,4 +307,27 @@ pub async fn ingest(store: &Store, cfg: &Config, callers: usize, total: usize) -
     stop.cancel();
     let api = std::mem::take(&mut *api.lock().unwrap());
     (rate, Spread::of(api))
+}
+
+/// The admin API and console on a loopback port, signed with `token`;
+/// returns the base URL and the token that stops them.
+pub async fn start_api(
+    store: &Store,
+    cfg: &Config,
+    token: &str,
+) -> (String, tokio_util::sync::CancellationToken) {
+    let listener = payhook::admin::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = payhook::admin::AppState {
+        store: store.clone(),
+        cfg: Arc::new(cfg.clone()),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(payhook::web::serve(
+        listener,
+        state,
+        token.into(),
+        stop.clone(),
+    ));
+    (base, stop)
 }

@@ -42,7 +42,7 @@ use crate::error::{AppError, AppResult};
 use crate::store::{Page, Store};
 
 pub use access::Access;
-pub(crate) use auth::Auth;
+pub use auth::Auth;
 pub use error::{status_of, ApiError};
 
 #[derive(Clone)]
@@ -51,7 +51,9 @@ pub struct AppState {
     pub cfg: Arc<Config>,
 }
 
-pub fn router(state: AppState, token: &str) -> Router {
+/// The API's routes behind the bearer check of `auth` (the console, which
+/// shares `auth`, is mounted beside them by `crate::web`).
+pub fn router(state: AppState, auth: Auth) -> Router {
     // Routes only the admin token may use: a merchant API key gets 403.
     let admin_only = Router::new()
         .route("/readyz", get(health::readyz))
@@ -116,23 +118,14 @@ pub fn router(state: AppState, token: &str) -> Router {
             post(deliveries::resubmit_matching),
         )
         .route("/v1/dead-letters/{id}/resubmit", post(deliveries::resubmit));
-    let auth = auth::Auth::new(token, state.store.clone());
     let api = admin_only
         .merge(scoped)
-        .layer(middleware::from_fn_with_state(
-            auth.clone(),
-            auth::require_bearer,
-        ));
-    let console = crate::console::router(crate::console::ConsoleState {
-        app: state.clone(),
-        auth,
-    });
+        .layer(middleware::from_fn_with_state(auth, auth::require_bearer));
     Router::new()
         .route("/healthz", get(health::healthz))
         .merge(api)
         .fallback(error::not_found_route)
         .with_state(state)
-        .merge(console)
 }
 
 /// Binds `admin.listen` (so a taken port fails start-up at once).
@@ -153,10 +146,9 @@ pub async fn bind(listen: &str) -> AppResult<tokio::net::TcpListener> {
 /// capped at [`MAX_BODY_BYTES`] (413), and at most [`max_connections`] are
 /// open at once (more wait in the kernel's backlog), so idle connections
 /// cannot take the file descriptors deliveries need.
-pub async fn serve(
+pub async fn serve_router(
     listener: tokio::net::TcpListener,
-    state: AppState,
-    token: String,
+    app: Router,
     shutdown: CancellationToken,
 ) -> AppResult<()> {
     crate::metrics::install();
@@ -164,12 +156,12 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, max_connections = max, "admin API listening");
     }
-    let app = router(state, &token)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+    let app =
+        app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ));
     let slots = Arc::new(Semaphore::new(max));
     let graceful = GracefulShutdown::new();
     let mut accept_failing = false;

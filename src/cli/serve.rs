@@ -40,7 +40,7 @@ pub async fn run(cfg: Config, role: Role) -> AppResult<()> {
         };
         let stop = token.clone();
         tokio::spawn(async move {
-            let r = crate::admin::serve(listener, state, admin_token, stop.clone()).await;
+            let r = crate::web::serve(listener, state, admin_token, stop.clone()).await;
             // The admin API is part of `serve`: if it fails, the process stops.
             stop.cancel();
             r

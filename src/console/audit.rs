@@ -21,10 +21,7 @@ pub struct AuditQuery {
 }
 
 fn given(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+    layout::given(v).map(str::to_string)
 }
 
 pub async fn list(

@@ -9,7 +9,7 @@ use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{self, badge, csrf, page, time};
+use super::layout::{self, badge, csrf, given, page, time};
 use super::session::{CsrfOnly, Viewer};
 use super::ConsoleState;
 use crate::admin::access::Confined;
@@ -33,10 +33,6 @@ pub struct LogQuery {
     since: Option<String>,
     until: Option<String>,
     cursor: Option<String>,
-}
-
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 impl LogQuery {
@@ -96,16 +92,10 @@ pub async fn list(
 async fn render_list(s: &ConsoleState, viewer: &Viewer, q: LogQuery) -> AppResult<Response> {
     let page_ = Page::new(Some(50), given(&q.cursor).map(str::to_string))?;
     let asked = given(&q.merchant_id).map(MerchantId::from);
-    let merchant = match viewer.access.confine(asked) {
-        Confined::To(m) => m,
-        Confined::Nothing => None,
+    let (merchant, nothing) = match viewer.access.confine(asked) {
+        Confined::To(m) => (m, false),
+        Confined::Nothing => (None, true),
     };
-    let nothing = matches!(
-        viewer
-            .access
-            .confine(given(&q.merchant_id).map(MerchantId::from)),
-        Confined::Nothing
-    );
     let named = payment_named(s, merchant.as_ref(), &q).await?;
     let filter = Filter {
         status: given(&q.status)

@@ -8,7 +8,7 @@ use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{self, badge, csrf, page, time};
+use super::layout::{self, badge, csrf, given, page, time};
 use super::session::Viewer;
 use super::ConsoleState;
 use crate::admin::access::Confined;
@@ -31,10 +31,6 @@ pub struct DlqQuery {
     expected: Option<i64>,
     /// Dead before this time (ms): what the preview counted.
     dead_before: Option<i64>,
-}
-
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// The filter as the viewer may use it; `None` when a key asked for

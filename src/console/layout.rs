@@ -125,9 +125,14 @@ pub fn done(viewer: &Viewer, title: &str, message: Markup, back: &str) -> Respon
 pub fn query_string(pairs: &[(&str, &Option<String>)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
-        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        if let Some(v) = given(v) {
             s.append_pair(k, v);
         }
     }
     s.finish()
+}
+
+/// A form or query field as given: trimmed, empty meaning absent.
+pub fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }

@@ -7,7 +7,7 @@ use axum::Extension;
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{self, badge, page, time};
+use super::layout::{self, badge, given, page, time};
 use super::session::Viewer;
 use super::ConsoleState;
 use crate::admin::access::Confined;
@@ -21,10 +21,6 @@ pub struct PaymentQuery {
     reference: Option<String>,
     tx_hash: Option<String>,
     cursor: Option<String>,
-}
-
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 pub async fn list(

@@ -18,7 +18,7 @@ use crate::events::EventType;
 use crate::ids::{self, DeliveryId, EndpointId, EventId, MerchantId, Secret};
 use crate::sealing::KeyRing;
 use crate::store::endpoints::{self, Endpoint, Target};
-use crate::store::{self, audit, dead_letters, Store, Tx};
+use crate::store::{self, audit, dead_letters, Store};
 use crate::time::now_ms;
 
 /// Headers payhook sets itself; extra headers may not replace them.
@@ -547,12 +547,6 @@ pub(crate) fn settings_summary(ep: &Endpoint) -> serde_json::Value {
         "event_types": ep.event_types.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()),
         "rate_limit_per_sec": ep.rate_limit_per_sec,
     })
-}
-
-/// Writes a new endpoint in the caller's transaction (a new merchant's
-/// primary endpoint).
-pub(crate) async fn insert_in(tx: &mut Tx, ep: &Endpoint) -> AppResult<()> {
-    endpoints::insert(tx, ep).await
 }
 
 /// `GET /v1/endpoints/{id}/health`.

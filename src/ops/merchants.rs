@@ -63,7 +63,7 @@ pub async fn create(store: &Store, cfg: &Config, input: NewMerchant) -> AppResul
     let (endpoint, secret) = endpoints::build(store, cfg, &id, primary, "webhook_url").await?;
     let mut tx = store.begin_write().await?;
     merchants::insert(&mut tx, &id, &name, &endpoint.url, endpoint.created_at).await?;
-    endpoints::insert_in(&mut tx, &endpoint).await?;
+    crate::store::endpoints::insert(&mut tx, &endpoint).await?;
     store.commit(tx, false).await?;
     let mut summary = endpoints::settings_summary(&endpoint);
     summary["name"] = serde_json::Value::from(name);

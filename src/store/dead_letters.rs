@@ -60,17 +60,6 @@ const INSERT_MANY: Sql = Sql::each(
      RETURNING id, delivery_id, event_id, merchant_id, endpoint_id",
 );
 
-/// A dead letter just written, as the operator's `dead_letter.created` tells it.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
-pub struct Created {
-    #[serde(rename = "dead_letter_id")]
-    pub id: DeadLetterId,
-    pub delivery_id: DeliveryId,
-    pub event_id: EventId,
-    pub merchant_id: MerchantId,
-    pub endpoint_id: Option<EndpointId>,
-}
-
 /// Dead-letters deliveries whose rows were just marked `dead` in `tx`, and
 /// tells the operator (SPEC §9).
 pub async fn insert_many(
@@ -86,7 +75,7 @@ pub async fn insert_many(
         .iter()
         .map(|d| serde_json::json!({"dlq": DeadLetterId::new(), "delivery": d}))
         .collect();
-    let created: Vec<Created> = query(INSERT_MANY)
+    let created: Vec<super::operator::Created> = query(INSERT_MANY)
         .bind(json_rows(&rows)?)
         .bind(reason)
         .bind(now)

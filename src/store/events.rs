@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use super::endpoints::{Destination, Target, Targets};
 use super::jobs::{self, NewJob};
 use super::payments::Payment;
 use super::sql::{json_rows, query, Sql, Tx};
+use super::targets::{self, Destination, Target, Targets};
 use super::Store;
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventType};
@@ -37,7 +37,7 @@ fn raw_json<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
 
 /// A payment that just entered the status its event reports.
 pub struct PaymentEvent<'a> {
-    /// The merchant's endpoints (`endpoints::targets_in`).
+    /// The merchant's endpoints (`targets::targets_in`).
     pub targets: &'a Targets,
     pub payment: &'a Payment,
     pub kind: EventType,
@@ -315,7 +315,7 @@ pub async fn current_destinations(tx: &mut Tx, event_id: &EventId) -> AppResult<
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| AppError::not_found("event", event_id.as_str()))?;
-    let targets = super::endpoints::targets_in(tx, &merchant_id).await?;
+    let targets = targets::targets_in(tx, &merchant_id).await?;
     match EventType::parse("type", &kind) {
         // A test was meant for the endpoint it was sent to.
         Ok(EventType::Test) => {

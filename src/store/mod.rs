@@ -24,6 +24,7 @@ pub mod retention;
 pub mod sessions;
 pub mod sql;
 pub mod stats;
+pub mod targets;
 
 use std::str::FromStr;
 use std::time::Duration;

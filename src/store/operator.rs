@@ -9,14 +9,15 @@
 
 use serde::Serialize;
 
-use super::dead_letters::Created;
 use super::events::{insert_events, EventRow};
 use super::sql::{query, Sql, Tx};
 use super::Store;
 use crate::config::OperatorConfig;
 use crate::domain::DeadReason;
 use crate::error::AppResult;
-use crate::ids::{EndpointId, EventId, MerchantId, Secret, OPERATOR_MERCHANT};
+use crate::ids::{
+    DeadLetterId, DeliveryId, EndpointId, EventId, MerchantId, Secret, OPERATOR_MERCHANT,
+};
 
 const URL: Sql =
     Sql::both("SELECT url FROM endpoints WHERE id = 'ep_operator' AND deleted_at IS NULL");
@@ -104,6 +105,17 @@ pub async fn endpoints_changed(
         "endpoint.recovered"
     };
     emit(tx, kind, &data, now).await
+}
+
+/// A dead letter just written, as the operator's `dead_letter.created` tells it.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Created {
+    #[serde(rename = "dead_letter_id")]
+    pub id: DeadLetterId,
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub merchant_id: MerchantId,
+    pub endpoint_id: Option<EndpointId>,
 }
 
 #[derive(Serialize)]

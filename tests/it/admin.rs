@@ -29,7 +29,12 @@ impl Api {
             cfg: std::sync::Arc::new(env.cfg.clone()),
         };
         let stop = CancellationToken::new();
-        tokio::spawn(admin::serve(listener, state, TOKEN.into(), stop.clone()));
+        tokio::spawn(payhook::web::serve(
+            listener,
+            state,
+            TOKEN.into(),
+            stop.clone(),
+        ));
         Api {
             base,
             client: reqwest::Client::new(),

@@ -458,7 +458,7 @@ async fn session_on(
         cfg: std::sync::Arc::new(env.cfg.clone()),
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(payhook::admin::serve(
+    tokio::spawn(payhook::web::serve(
         listener,
         state,
         token.into(),
