@@ -7,8 +7,8 @@ use axum::Extension;
 use maud::html;
 use serde::Deserialize;
 
+use super::layout::Viewer;
 use super::layout::{self, page, time};
-use super::session::Viewer;
 use super::ConsoleState;
 use crate::store::{audit, Page};
 

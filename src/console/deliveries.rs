@@ -9,8 +9,9 @@ use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::layout::Viewer;
 use super::layout::{self, badge, csrf, given, page, time};
-use super::session::{CsrfOnly, Viewer};
+use super::session::CsrfOnly;
 use super::ConsoleState;
 use crate::admin::access::Confined;
 use crate::domain::DeliveryStatus;

@@ -8,8 +8,8 @@ use axum::{Extension, Form};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::layout::Viewer;
 use super::layout::{self, badge, csrf, given, page, time};
-use super::session::Viewer;
 use super::ConsoleState;
 use crate::admin::access::Confined;
 use crate::domain::DeadReason;

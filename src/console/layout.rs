@@ -6,8 +6,35 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
-use super::session::Viewer;
+use crate::admin::Access;
 use crate::error::AppError;
+use subtle::ConstantTimeEq;
+
+/// Who is looking at a console page, and the form token of their session.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub access: Access,
+    pub csrf: String,
+}
+
+impl Viewer {
+    pub fn is_admin(&self) -> bool {
+        self.access == Access::Admin
+    }
+
+    /// The refusal of a form posted without this session's token (`None`
+    /// when the token is right).
+    pub fn refuse_forged(&self, given: &str) -> Option<Response> {
+        if bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes())) {
+            None
+        } else {
+            Some(error_page(
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from this console; reload the page and try again.",
+            ))
+        }
+    }
+}
 
 fn head(title: &str) -> Markup {
     html! {
@@ -38,8 +65,8 @@ pub fn bare(title: &str, body: Markup) -> Html<String> {
 /// A console page: navigation for what the viewer may see, then `body`.
 pub fn page(viewer: &Viewer, title: &str, body: Markup) -> Response {
     let who = match &viewer.access {
-        crate::admin::Access::Admin => "admin".to_string(),
-        crate::admin::Access::Merchant {
+        Access::Admin => "admin".to_string(),
+        Access::Merchant {
             key_id,
             merchant_id,
         } => format!("{key_id} ({merchant_id})"),

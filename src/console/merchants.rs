@@ -9,8 +9,8 @@ use axum::{Extension, Form};
 use maud::html;
 use serde::Deserialize;
 
+use super::layout::Viewer;
 use super::layout::{self, badge, csrf, page, time};
-use super::session::Viewer;
 use super::ConsoleState;
 use crate::admin::Access;
 use crate::error::AppResult;

@@ -8,8 +8,8 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use maud::html;
 
+use super::layout::Viewer;
 use super::layout::{self, page};
-use super::session::Viewer;
 use super::{chart, ConsoleState};
 use crate::admin::Access;
 use crate::error::AppResult;

@@ -7,8 +7,8 @@ use axum::Extension;
 use maud::html;
 use serde::Deserialize;
 
+use super::layout::Viewer;
 use super::layout::{self, badge, given, page, time};
-use super::session::Viewer;
 use super::ConsoleState;
 use crate::admin::access::Confined;
 use crate::error::AppResult;

@@ -14,7 +14,7 @@ use maud::html;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::layout;
+use super::layout::{self, Viewer};
 use super::ConsoleState;
 use crate::admin::Access;
 use crate::store::sessions;
@@ -24,32 +24,6 @@ const SESSION_COOKIE: &str = "payhook_session";
 const LOGIN_COOKIE: &str = "payhook_login";
 /// A session lasts this long from sign-in.
 const SESSION_MS: i64 = 8 * 3600 * 1000;
-
-/// Who is looking at a console page, and the form token of their session.
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    pub access: Access,
-    pub csrf: String,
-}
-
-impl Viewer {
-    pub fn is_admin(&self) -> bool {
-        self.access == Access::Admin
-    }
-
-    /// The refusal of a form posted without this session's token (`None`
-    /// when the token is right).
-    pub fn refuse_forged(&self, given: &str) -> Option<Response> {
-        if bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes())) {
-            None
-        } else {
-            Some(layout::error_page(
-                StatusCode::FORBIDDEN,
-                "This form has expired or did not come from this console; reload the page and try again.",
-            ))
-        }
-    }
-}
 
 fn random_token() -> String {
     use rand::RngCore;
