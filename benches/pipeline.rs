@@ -23,6 +23,12 @@ use payhook::ops::payments::{self, Detection, NewPayment};
 use payhook::pipeline::{Parts, Pipeline};
 use payhook::store::Store;
 
+#[path = "parts/backlog.rs"]
+mod backlog;
+#[path = "parts/cpu.rs"]
+mod cpu;
+#[path = "parts/durable.rs"]
+mod durable;
 #[path = "../tests/it/pg_database.rs"]
 mod pg_database;
 #[path = "parts/steady.rs"]
@@ -54,22 +60,39 @@ fn main() {
     rt.shutdown_timeout(Duration::from_secs(2));
 }
 
+/// The receiver runs on a runtime of its own, on threads named `bench-rx`,
+/// so its CPU can be told apart from payhook's (`parts/cpu.rs`).
 async fn start_receiver() -> (String, Arc<AtomicU64>) {
     let hits = Arc::new(AtomicU64::new(0));
     let counter = hits.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move || {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-rx".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("bench-rx")
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = Router::new().route(
+                    "/hook",
+                    post(move || {
+                        let counter = counter.clone();
+                        async move {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            "ok"
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        })
+        .unwrap();
+    let addr = rx.await.unwrap();
     (format!("http://{addr}/hook"), hits)
 }
 
@@ -268,11 +291,11 @@ async fn healthy_drain(
     // The black hole's backlog arrives first and the endpoint has gone dark
     // for a while (steady state); then the healthy events arrive.
     if let Some(s) = &stuck {
-        emit_tests(store, &s.merchant.id, n).await;
+        backlog::emit_tests(store, &s.merchant.id, n).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = hits.load(Ordering::Relaxed);
-    emit_tests(store, &healthy.merchant.id, n).await;
+    backlog::emit_tests(store, &healthy.merchant.id, n).await;
     let t = Instant::now();
     wait_delivered(
         store,
@@ -288,36 +311,21 @@ async fn healthy_drain(
     rate
 }
 
-/// `n` webhook.test events for a merchant, in one transaction.
-async fn emit_tests(store: &Store, merchant_id: &MerchantId, n: usize) {
-    let mut tx = store.begin_write().await.unwrap();
-    let targets = payhook::store::endpoints::targets_in(&mut tx, merchant_id)
-        .await
-        .unwrap();
-    for _ in 0..n {
-        let now = payhook::time::now_ms();
-        payhook::store::events::emit_test(&mut tx, merchant_id, &targets.endpoints[0], now)
-            .await
-            .unwrap();
+/// Whether a phase runs: every phase but the soak, unless PAYHOOK_BENCH_ONLY
+/// names some (comma-separated: durable, e2e, drain, isolation, backlog,
+/// steady, ingest, tables, soak). PAYHOOK_BENCH_SOAK=1 adds the soak.
+fn wants(phase: &str) -> bool {
+    match std::env::var("PAYHOOK_BENCH_ONLY") {
+        Ok(list) => list.split(',').any(|p| p.trim() == phase),
+        Err(_) => phase != "soak" || std::env::var("PAYHOOK_BENCH_SOAK").is_ok_and(|v| v == "1"),
     }
-    store.commit(tx, true).await.unwrap();
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+fn env_n(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn run(n: usize) {
@@ -332,12 +340,57 @@ async fn run(n: usize) {
     };
     let concurrency = cfg.delivery.concurrency as usize;
     let (url, hits) = start_receiver().await;
+    let mut summary = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        summary.insert(k.to_string(), v);
+    };
+    println!("payhook bench — {backend}, N = {n}, delivery.concurrency = {concurrency}, 2 cores");
 
     // Warm the receiver, then measure the ceiling.
     ceiling(&url, 500, concurrency).await;
     let raw = ceiling(&url, n, concurrency).await;
+    println!("  raw reqwest POST ceiling      {raw:>9.0} req/s (no signing, nothing written)");
+    put("n", n.into());
+    put("raw_ceiling_per_sec", raw.into());
 
     let store = payhook::store::Store::open(&cfg).await.unwrap();
+    payments::set_head(&store, &cfg, "ethereum", 1000)
+        .await
+        .unwrap();
+
+    // 0) The durable ceiling: signed POSTs, outcomes committed in batches,
+    //    no queue.
+    let mut durable = f64::NAN;
+    if wants("durable") {
+        let m = merchants::create(
+            &store,
+            &cfg,
+            NewMerchant {
+                name: "durable".into(),
+                webhook_url: url.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        backlog::emit_tests(&store, &m.merchant.id, n).await;
+        let clock = cpu::CpuClock::start();
+        let (rate, done) = durable::ceiling(&store, &cfg, &m.merchant.id, &url).await;
+        let used = clock.read();
+        assert_eq!(done, n);
+        durable = rate;
+        println!(
+            "  durable ceiling               {durable:>9.0} deliveries/s (signed, outcomes committed in batches, no queue); {:.3} ms payhook CPU per delivery, {:.2} cores busy",
+            used.payhook_ms_per(n),
+            used.cores_busy
+        );
+        put(
+            "durable_ceiling",
+            serde_json::json!({"per_sec": durable, "cpu": used,
+                "payhook_cpu_ms_per_delivery": used.payhook_ms_per(n)}),
+        );
+    }
+
     let m = merchants::create(
         &store,
         &cfg,
@@ -351,11 +404,7 @@ async fn run(n: usize) {
     )
     .await
     .unwrap();
-    let fan: usize = std::env::var("PAYHOOK_BENCH_ENDPOINTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let fan = env_n("PAYHOOK_BENCH_ENDPOINTS", 1).max(1);
     for i in 1..fan {
         let extra = payhook::ops::endpoints::NewEndpoint {
             url: format!("{url}?endpoint={i}"),
@@ -366,174 +415,257 @@ async fn run(n: usize) {
             .await
             .unwrap();
     }
+    put("endpoints_per_merchant", fan.into());
     let deliveries = n * fan;
-    payments::set_head(&store, &cfg, "ethereum", 1000)
-        .await
-        .unwrap();
+    let ratio = |rate: f64| {
+        if durable.is_nan() {
+            String::new()
+        } else {
+            format!("   {:.2} of the durable ceiling", rate / durable)
+        }
+    };
+    let mut delivered_so_far = 0i64;
 
     // 1) End to end: pipeline running, N detected payments become due at once.
-    let t = Instant::now();
-    seed(&store, &cfg, &m.merchant.id, n, 1000, "a").await;
-    let seed_secs = t.elapsed().as_secs_f64();
-    let pipeline = Pipeline::start(
-        &store,
-        &cfg,
-        Parts {
-            scanner: true,
-            sender: true,
-        },
-    )
-    .unwrap();
-    let before = hits.load(Ordering::Relaxed);
-    let t = Instant::now();
-    payments::set_head(&store, &cfg, "ethereum", 1011)
-        .await
+    if wants("e2e") {
+        let t = Instant::now();
+        seed(&store, &cfg, &m.merchant.id, n, 1000, "a").await;
+        let seed_rate = n as f64 / t.elapsed().as_secs_f64();
+        let pipeline = Pipeline::start(
+            &store,
+            &cfg,
+            Parts {
+                scanner: true,
+                sender: true,
+            },
+        )
         .unwrap();
-    wait_delivered(
-        &store,
-        &pipeline,
-        &hits,
-        before + deliveries as u64,
-        &m.merchant.id,
-        deliveries as i64,
-    )
-    .await;
-    let e2e = deliveries as f64 / t.elapsed().as_secs_f64();
-    let sent = hits.load(Ordering::Relaxed) - before;
-    pipeline.stop().await.unwrap();
+        let before = hits.load(Ordering::Relaxed);
+        let t = Instant::now();
+        payments::set_head(&store, &cfg, "ethereum", 1011)
+            .await
+            .unwrap();
+        delivered_so_far += deliveries as i64;
+        wait_delivered(
+            &store,
+            &pipeline,
+            &hits,
+            before + deliveries as u64,
+            &m.merchant.id,
+            delivered_so_far,
+        )
+        .await;
+        let e2e = deliveries as f64 / t.elapsed().as_secs_f64();
+        let sent = hits.load(Ordering::Relaxed) - before;
+        pipeline.stop().await.unwrap();
+        println!(
+            "  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s{}",
+            ratio(e2e)
+        );
+        println!(
+            "  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {deliveries})"
+        );
+        println!("  seeding (create + detect)     {seed_rate:>9.0} payments/s (16 concurrent callers, direct calls)");
+        put("end_to_end_per_sec", e2e.into());
+        put("seeding_payments_per_sec", seed_rate.into());
+    }
 
     // 2) Backlog drain: N confirmed deliveries queued while no worker runs.
-    seed(&store, &cfg, &m.merchant.id, n, 2000, "b").await;
-    payments::set_head(&store, &cfg, "ethereum", 2011)
-        .await
+    if wants("drain") {
+        seed(&store, &cfg, &m.merchant.id, n, 2000, "b").await;
+        payments::set_head(&store, &cfg, "ethereum", 2011)
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let report = payhook::scanner::scan_once(&store, &cfg).await.unwrap();
+        let scan_rate = report.total() as f64 / t.elapsed().as_secs_f64();
+        let clock = cpu::CpuClock::start();
+        let pipeline = Pipeline::start(
+            &store,
+            &cfg,
+            Parts {
+                scanner: false,
+                sender: true,
+            },
+        )
         .unwrap();
-    let t = Instant::now();
-    let report = payhook::scanner::scan_once(&store, &cfg).await.unwrap();
-    let scan_rate = report.total() as f64 / t.elapsed().as_secs_f64();
-    let pipeline = Pipeline::start(
-        &store,
-        &cfg,
-        Parts {
-            scanner: false,
-            sender: true,
-        },
-    )
-    .unwrap();
-    let before = hits.load(Ordering::Relaxed);
-    let t = Instant::now();
-    wait_delivered(
-        &store,
-        &pipeline,
-        &hits,
-        before + deliveries as u64,
-        &m.merchant.id,
-        2 * deliveries as i64,
-    )
-    .await;
-    let drain = deliveries as f64 / t.elapsed().as_secs_f64();
-    pipeline.stop().await.unwrap();
+        let before = hits.load(Ordering::Relaxed);
+        let t = Instant::now();
+        delivered_so_far += deliveries as i64;
+        wait_delivered(
+            &store,
+            &pipeline,
+            &hits,
+            before + deliveries as u64,
+            &m.merchant.id,
+            delivered_so_far,
+        )
+        .await;
+        let drain = deliveries as f64 / t.elapsed().as_secs_f64();
+        let used = clock.read();
+        pipeline.stop().await.unwrap();
+        println!(
+            "  backlog drain                 {drain:>9.0} deliveries/s{}",
+            ratio(drain)
+        );
+        println!(
+            "    CPU per delivery            {:>9.3} ms payhook{}; {:.2} of 2 cores busy",
+            used.payhook_ms_per(deliveries),
+            if cfg.is_postgres() {
+                format!(" + {:.3} ms Postgres", used.database_ms_per(deliveries))
+            } else {
+                String::new()
+            },
+            used.cores_busy
+        );
+        println!("  scanner confirmations         {scan_rate:>9.0} payments/s (event + delivery + job per payment)");
+        put("drain_per_sec", drain.into());
+        put(
+            "drain_cpu",
+            serde_json::json!({"use": used,
+                "payhook_cpu_ms_per_delivery": used.payhook_ms_per(deliveries),
+                "database_cpu_ms_per_delivery": used.database_ms_per(deliveries)}),
+        );
+        put("scanner_confirmations_per_sec", scan_rate.into());
+    }
 
     // 3) Isolation: the same drain of healthy deliveries, alone and next to
     //    a black-holed endpoint (accepts TCP, never answers).
-    let (hole, _) = black_hole().await;
     let mut capped = cfg.clone();
     capped.delivery.max_in_flight_per_endpoint =
         Config::default().delivery.max_in_flight_per_endpoint;
-    let alone = healthy_drain(&store, &capped, &url, &hits, n, None).await;
-    let beside = healthy_drain(
-        &store,
-        &capped,
-        &url,
-        &hits,
-        n,
-        Some(&format!("http://{hole}/hook")),
-    )
-    .await;
+    if wants("isolation") {
+        let (hole, _) = black_hole().await;
+        let alone = healthy_drain(&store, &capped, &url, &hits, n, None).await;
+        let beside = healthy_drain(
+            &store,
+            &capped,
+            &url,
+            &hits,
+            n,
+            Some(&format!("http://{hole}/hook")),
+        )
+        .await;
+        println!(
+            "  isolation (in-flight cap {})   {alone:>9.0} healthy/s alone, {beside:.0} beside a black hole   ratio {:.2} (goal ≥ 0.9)",
+            capped.delivery.max_in_flight_per_endpoint,
+            beside / alone
+        );
+        put(
+            "isolation",
+            serde_json::json!({"alone_per_sec": alone, "beside_black_hole_per_sec": beside,
+                               "ratio": beside / alone}),
+        );
+    }
 
-    println!("payhook bench — {backend}, N = {n}, delivery.concurrency = {concurrency}, 2 cores, {fan} endpoint(s) per merchant");
-    println!("  raw reqwest POST ceiling      {raw:>9.0} req/s");
-    println!(
-        "  end to end (confirm→deliver)  {e2e:>9.0} deliveries/s   ratio {:.2} of ceiling",
-        e2e / raw
-    );
-    println!(
-        "  backlog drain                 {drain:>9.0} deliveries/s   ratio {:.2} of ceiling",
-        drain / raw
-    );
-    println!("  scanner confirmations         {scan_rate:>9.0} payments/s (event + delivery + job per payment)");
-    println!(
-        "  seeding (create + detect)     {:>9.0} payments/s (16 concurrent callers)",
-        n as f64 / seed_secs
-    );
-    println!(
-        "  requests seen by receiver     {sent:>9} in the end-to-end run (at-least-once: ≥ {deliveries})"
-    );
-    println!(
-        "  isolation (in-flight cap {})   {alone:>9.0} healthy/s alone, {beside:.0} beside a black hole   ratio {:.2} (goal ≥ 0.9)",
-        capped.delivery.max_in_flight_per_endpoint,
-        beside / alone
-    );
+    // 4) A large backlog (PAYHOOK_BENCH_BACKLOG, default 100,000): rate,
+    //    CPU and memory while draining it.
+    if wants("backlog") {
+        let size = env_n(
+            "PAYHOOK_BENCH_BACKLOG",
+            if smoke_run() { 1000 } else { 100_000 },
+        );
+        let b = backlog::drain(&store, &cfg, &url, &hits, size).await;
+        println!(
+            "  backlog of {size:<7}            {:>9.0} deliveries/s{}; {:.3} ms payhook CPU per delivery{}, {:.2} cores busy; RSS {:.0} → peak {:.0} MiB",
+            b.per_sec,
+            ratio(b.per_sec),
+            b.payhook_cpu_ms_per_delivery,
+            if cfg.is_postgres() {
+                format!(" + {:.3} ms Postgres", b.database_cpu_ms_per_delivery)
+            } else {
+                String::new()
+            },
+            b.cpu.cores_busy,
+            b.rss_before_mib,
+            b.peak_rss_mib
+        );
+        put("backlog", serde_json::to_value(&b).unwrap());
+    }
     println!(
         "  peak RSS                      {:>9.1} MiB",
-        peak_rss_mib()
+        cpu::peak_rss_mib()
     );
+    put("peak_rss_mib", cpu::peak_rss_mib().into());
+
     // 5) Steady load over the API (PAYHOOK_BENCH_STEADY_SECS, default 60).
-    let (rates, secs) = if smoke_run() {
-        (vec![50], 2)
-    } else {
-        let secs = std::env::var("PAYHOOK_BENCH_STEADY_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(60);
-        (vec![500, 2000], secs)
-    };
-    let mut felt = Vec::new();
-    for rate in rates {
-        // With the default per-endpoint in-flight cap, as deployed: the
-        // isolation phase left a black-holed endpoint behind.
-        let s = steady::run(&store, &capped, rate, secs).await;
-        println!(
-            "  steady {rate:>5}/s for {secs} s    {} payments detected, {} events missing at the end",
-            s.detected, s.missing
-        );
-        println!(
-            "    event commit → receiver     {}",
-            s.commit_to_receiver.line()
-        );
-        println!(
-            "    detection call → receiver   {}",
-            s.detection_to_receiver.line()
-        );
-        println!("    API call (create, detect)   {}", s.api.line());
-        felt.push(s);
+    if wants("steady") {
+        let (rates, secs) = if smoke_run() {
+            (vec![50], 2)
+        } else {
+            (
+                vec![500, 2000],
+                env_n("PAYHOOK_BENCH_STEADY_SECS", 60) as u64,
+            )
+        };
+        let mut felt = Vec::new();
+        for rate in rates {
+            // With the default per-endpoint in-flight cap, as deployed.
+            let s = steady::run(&store, &capped, rate, secs).await;
+            println!(
+                "  steady {rate:>5}/s for {secs} s    {} payments detected, {} events missing at the end",
+                s.detected, s.missing
+            );
+            println!(
+                "    event commit → receiver     {}",
+                s.commit_to_receiver.line()
+            );
+            println!(
+                "    detection call → receiver   {}",
+                s.detection_to_receiver.line()
+            );
+            println!("    API call (create, detect)   {}", s.api.line());
+            felt.push(s);
+        }
+        put("steady", serde_json::to_value(&felt).unwrap());
     }
+
     // 6) Ingest: create + detect over HTTP, 64 keep-alive callers.
-    let ingest_n = if smoke_run() { 200 } else { n };
-    let (ingest_rate, ingest_api) = steady::ingest(&store, &capped, 64, ingest_n).await;
-    println!(
-        "  ingest, 64 API callers         {ingest_rate:>9.0} payments/s (create + detect); API {}",
-        ingest_api.line()
-    );
+    if wants("ingest") {
+        let ingest_n = if smoke_run() { 200 } else { n };
+        let (rate, api) = steady::ingest(&store, &capped, 64, ingest_n).await;
+        println!(
+            "  ingest, 64 API callers         {rate:>9.0} payments/s (create + detect); API {}",
+            api.line()
+        );
+        put(
+            "ingest",
+            serde_json::json!({"callers": 64, "payments_per_sec": rate, "api": api}),
+        );
+    }
+
+    // 7) The soak (PAYHOOK_BENCH_SOAK=1; PAYHOOK_BENCH_SOAK_N, default 1,000,000).
+    if wants("soak") {
+        let size = env_n("PAYHOOK_BENCH_SOAK_N", 1_000_000);
+        let b = backlog::drain(&store, &cfg, &url, &hits, size).await;
+        let (first, last) = b.first_and_last_tenth();
+        println!(
+            "  soak of {size} deliveries     {:>9.0} deliveries/s; first tenth {first:.0}/s, last tenth {last:.0}/s ({:.2}, goal ≥ 0.9); peak RSS {:.0} MiB (goal ≤ 150)",
+            b.per_sec,
+            last / first,
+            b.peak_rss_mib
+        );
+        for (done, secs, rss) in &b.marks {
+            println!("    {done:>8} delivered at {secs:>6.1} s, RSS {rss:.0} MiB");
+        }
+        put(
+            "soak",
+            serde_json::json!({"drain": b, "first_tenth_per_sec": first,
+                               "last_tenth_per_sec": last, "ratio": last / first}),
+        );
+    }
     write_summary(
         if backend == "SQLite" {
             "sqlite"
         } else {
             "postgres"
         },
-        serde_json::json!({
-            "n": n, "endpoints_per_merchant": fan, "raw_ceiling_per_sec": raw,
-            "end_to_end_per_sec": e2e, "drain_per_sec": drain,
-            "scanner_confirmations_per_sec": scan_rate,
-            "seeding_payments_per_sec": n as f64 / seed_secs,
-            "isolation": {"alone_per_sec": alone, "beside_black_hole_per_sec": beside,
-                          "ratio": beside / alone},
-            "peak_rss_mib": peak_rss_mib(),
-            "steady": felt,
-            "ingest": {"callers": 64, "payments_per_sec": ingest_rate, "api": ingest_api},
-        }),
+        serde_json::Value::Object(summary),
     );
-    let rows = if smoke_run() { 20_000 } else { 1_000_000 };
-    big_table(&store, &cfg, &m.merchant.id, rows).await;
+    if wants("tables") {
+        let rows = if smoke_run() { 20_000 } else { 1_000_000 };
+        big_table(&store, &cfg, &m.merchant.id, rows).await;
+    }
     store.close().await;
 }
 

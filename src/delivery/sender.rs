@@ -569,10 +569,13 @@ fn is_fd_shortage(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Context loads served at once: reads, which neither backend serialises.
+const CONTEXT_LOADS_AT_ONCE: usize = 2;
+
 /// Loads attempt contexts for many concurrent handlers in one query each
 /// round (a point lookup per job would cost a database round trip each).
 fn context_loader(store: Store) -> Batcher<DeliveryId, Option<AttemptContext>> {
-    Batcher::spawn(256, move |ids: Vec<DeliveryId>| {
+    Batcher::spawn(256, CONTEXT_LOADS_AT_ONCE, move |ids: Vec<DeliveryId>| {
         let store = store.clone();
         async move {
             match deliveries::attempt_contexts(&store, &ids).await {

@@ -130,7 +130,8 @@ async fn write(store: &Store, batch: &[Finished], rules: HealthRules) -> AppResu
 
 /// Starts the writer; it stops when the last handle is dropped.
 pub fn spawn(store: Store, rules: HealthRules, shutdown: CancellationToken) -> OutcomeWriter {
-    let batcher = Batcher::spawn(MAX_BATCH, move |batch: Vec<Finished>| {
+    let in_flight = store.writer_connections();
+    let batcher = Batcher::spawn(MAX_BATCH, in_flight, move |batch: Vec<Finished>| {
         let store = store.clone();
         async move {
             match write(&store, &batch, rules).await {
