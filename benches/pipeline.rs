@@ -620,17 +620,19 @@ async fn run(n: usize) {
         put("steady", serde_json::to_value(&felt).unwrap());
     }
 
-    // 6) Ingest: create + detect over HTTP, 64 keep-alive callers.
+    // 6) Ingest: create + detect over HTTP, 64 keep-alive callers
+    //    (PAYHOOK_BENCH_INGEST_CALLERS).
     if wants("ingest") {
         let ingest_n = if smoke_run() { 200 } else { n };
-        let (rate, api) = steady::ingest(&store, &capped, 64, ingest_n).await;
+        let callers = env_n("PAYHOOK_BENCH_INGEST_CALLERS", 64);
+        let (rate, api) = steady::ingest(&store, &capped, callers, ingest_n).await;
         println!(
-            "  ingest, 64 API callers         {rate:>9.0} payments/s (create + detect); API {}",
+            "  ingest, {callers:>3} API callers        {rate:>9.0} payments/s (create + detect); API {}",
             api.line()
         );
         put(
             "ingest",
-            serde_json::json!({"callers": 64, "payments_per_sec": rate, "api": api}),
+            serde_json::json!({"callers": callers, "payments_per_sec": rate, "api": api}),
         );
     }
 

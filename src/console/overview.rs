@@ -47,7 +47,7 @@ async fn live_figures(store: &Store, merchant: Option<&MerchantId>) -> AppResult
     // Queue depth is the operator's figure (all merchants share the queue).
     let (due, scheduled) = match merchant {
         None => {
-            let (d, s) = crate::store::jobs::depth(store.queue_db()).await?;
+            let (d, s) = crate::store::jobs::depth(store.db()).await?;
             (Some(d), Some(s))
         }
         Some(_) => (None, None),

@@ -70,7 +70,7 @@ async fn sample(store: Store) {
 
 /// Finished queue jobs; rotated-out secrets whose overlap ended.
 async fn prune(store: Store) {
-    if let Err(e) = jobs::prune(store.db()).await {
+    if let Err(e) = jobs::prune(store.write_db()).await {
         tracing::warn!(error = %e, "pruning finished queue jobs failed");
     }
     if let Err(e) = endpoints::clear_expired(&store, now_ms()).await {
@@ -90,7 +90,7 @@ async fn vacuum(store: Store) {
 /// The sender's rate limits become as many equal shares as there are live
 /// worker processes on this database.
 async fn share(store: Store, sender: Arc<Sender>) {
-    if let Ok(n) = jobs::live_processes(store.queue_db()).await {
+    if let Ok(n) = jobs::live_processes(store.db()).await {
         sender.set_rate_share(n.clamp(1, u32::MAX as i64) as u32);
     }
 }

@@ -120,7 +120,7 @@ async fn write(store: &Store, batch: &[Finished], rules: HealthRules) -> AppResu
     for (endpoint, until_ms) in parks {
         let store = store.clone();
         tokio::spawn(async move {
-            if let Err(e) = jobs::park_endpoint(store.db(), &endpoint, until_ms).await {
+            if let Err(e) = jobs::park_endpoint(store.write_db(), &endpoint, until_ms).await {
                 tracing::debug!(error = %e, "parking an endpoint's queued jobs failed");
             }
         });

@@ -118,13 +118,15 @@ pub async fn create(store: &Store, cfg: &Config, input: NewPayment) -> AppResult
         created_at: now,
         updated_at: now,
     };
-    payments::insert(store, &p).await?;
     let summary = serde_json::json!({
         "merchant_id": p.merchant_id, "reference": p.reference, "chain": p.chain,
         "token": p.token, "expected_amount": p.expected_amount,
         "callback_url": p.callback_url.as_deref().map(crate::urls::redact_url),
     });
-    audit::record(store, "payment.create", Some(p.id.as_str()), summary).await;
+    let mut tx = store.begin_write().await?;
+    payments::insert(&mut tx, &p).await?;
+    audit::record_in(&mut tx, "payment.create", Some(p.id.as_str()), summary).await?;
+    store.commit(tx, false).await?;
     Ok(p)
 }
 
@@ -195,11 +197,11 @@ pub async fn detect(
         reason: None,
     };
     store::events::emit_for_payment(&mut tx, &event, now).await?;
-    store.commit(tx, true).await?;
     let summary = serde_json::json!({
         "tx_hash": p.tx_hash, "amount": p.received_amount, "block_number": p.block_number,
     });
-    audit::record(store, "payment.detect", Some(p.id.as_str()), summary).await;
+    audit::record_in(&mut tx, "payment.detect", Some(p.id.as_str()), summary).await?;
+    store.commit(tx, true).await?;
     Ok(p)
 }
 

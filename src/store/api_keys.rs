@@ -31,7 +31,7 @@ pub async fn insert(store: &Store, key: &ApiKey, key_hash: &str) -> AppResult<()
         .bind(&key.name)
         .bind(key_hash)
         .bind(key.created_at)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?;
     Ok(())
 }
@@ -80,12 +80,21 @@ const REVOKE: Sql =
 
 /// Revokes a key; false if it was revoked already.
 pub async fn revoke(store: &Store, id: &str, now: i64) -> AppResult<bool> {
-    Ok(query(REVOKE).bind(id).bind(now).execute(store.db()).await? == 1)
+    Ok(query(REVOKE)
+        .bind(id)
+        .bind(now)
+        .execute(store.write_db())
+        .await?
+        == 1)
 }
 
 const TOUCH: Sql = Sql::both("UPDATE api_keys SET last_used_at = $2 WHERE id = $1");
 
 pub async fn touch(store: &Store, id: &str, now: i64) -> AppResult<()> {
-    query(TOUCH).bind(id).bind(now).execute(store.db()).await?;
+    query(TOUCH)
+        .bind(id)
+        .bind(now)
+        .execute(store.write_db())
+        .await?;
     Ok(())
 }

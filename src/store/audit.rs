@@ -1,11 +1,12 @@
 //! The `audit_log` table: who changed what, when. Every operation that
-//! changes something calls [`record`] once it succeeded, with a summary
+//! changes something calls [`record`] once it succeeded (or [`record_in`],
+//! in the transaction of the change itself), with a summary
 //! built from what was asked — never a secret: header values, secrets and
 //! URL paths or queries (which can carry tokens) are left out.
 
 use serde::Serialize;
 
-use super::sql::{query, Sql};
+use super::sql::{query, On, Sql, Tx};
 use super::{Page, Store};
 use crate::error::AppResult;
 
@@ -34,7 +35,7 @@ const INSERT: Sql = Sql::both(
      VALUES ($1, $2, $3, $4, $5, $6)",
 );
 
-pub async fn insert(store: &Store, e: &AuditEntry) -> AppResult<()> {
+pub async fn insert<'c>(on: impl Into<On<'c>>, e: &AuditEntry) -> AppResult<()> {
     query(INSERT)
         .bind(&e.id)
         .bind(e.at)
@@ -42,7 +43,7 @@ pub async fn insert(store: &Store, e: &AuditEntry) -> AppResult<()> {
         .bind(&e.action)
         .bind(&e.object_id)
         .bind(&e.summary)
-        .execute(store.db())
+        .execute(on)
         .await?;
     Ok(())
 }
@@ -103,19 +104,34 @@ pub async fn record(
     object_id: Option<&str>,
     summary: serde_json::Value,
 ) {
+    let entry = entry(action, object_id, summary);
+    if let Err(e) = insert(store.write_db(), &entry).await {
+        tracing::error!(error = %e, action, "writing the audit log failed");
+    }
+}
+
+/// Writes one audit row in the transaction of the change it records: both
+/// are committed, or neither (and the change costs one commit, not two).
+pub async fn record_in(
+    tx: &mut Tx,
+    action: &str,
+    object_id: Option<&str>,
+    summary: serde_json::Value,
+) -> AppResult<()> {
+    insert(tx, &entry(action, object_id, summary)).await
+}
+
+fn entry(action: &str, object_id: Option<&str>, summary: serde_json::Value) -> AuditEntry {
     let mut text = summary.to_string();
     if text.len() > 2000 {
         text = serde_json::json!({"truncated": true}).to_string();
     }
-    let entry = AuditEntry {
+    AuditEntry {
         id: crate::ids::new_id("aud_"),
         at: crate::time::now_ms(),
         actor: current_actor(),
         action: action.to_string(),
         object_id: object_id.map(str::to_string),
         summary: text,
-    };
-    if let Err(e) = insert(store, &entry).await {
-        tracing::error!(error = %e, action, "writing the audit log failed");
     }
 }

@@ -24,7 +24,7 @@ pub async fn set_head(store: &Store, chain: &str, height: i64, now: i64) -> AppR
         .bind(chain)
         .bind(height)
         .bind(now)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?;
     Ok(())
 }

@@ -219,7 +219,7 @@ pub async fn rotate_secret(
         .bind(id)
         .bind(new_secret)
         .bind(expires_at)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?;
     if done == 0 {
         return Err(AppError::not_found("endpoint", id.as_str()));
@@ -414,7 +414,7 @@ pub async fn reseal(store: &Store, which: Reseal, now: i64) -> AppResult<u64> {
             .bind(&secret)
             .bind(&headers)
             .bind(previous.as_ref())
-            .execute(store.db())
+            .execute(store.write_db())
             .await?;
     }
     Ok(changed)
@@ -422,7 +422,10 @@ pub async fn reseal(store: &Store, which: Reseal, now: i64) -> AppResult<u64> {
 
 /// Forgets previous secrets whose overlap has ended.
 pub async fn clear_expired(store: &Store, now: i64) -> AppResult<u64> {
-    Ok(query(CLEAR_EXPIRED).bind(now).execute(store.db()).await?)
+    Ok(query(CLEAR_EXPIRED)
+        .bind(now)
+        .execute(store.write_db())
+        .await?)
 }
 
 const URL_OF: Sql = Sql::both("SELECT url FROM endpoints WHERE id = $1 AND deleted_at IS NULL");

@@ -72,7 +72,7 @@ const INSERT: Sql = Sql::both(
      VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $10)",
 );
 
-pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
+pub async fn insert(tx: &mut Tx, p: &Payment) -> AppResult<()> {
     let res = query(INSERT)
         .bind(&p.id)
         .bind(&p.merchant_id)
@@ -84,7 +84,7 @@ pub async fn insert(store: &Store, p: &Payment) -> AppResult<()> {
         .bind(&p.callback_url)
         .bind(p.expires_at)
         .bind(p.created_at)
-        .execute(store.db())
+        .execute(tx)
         .await;
     match res {
         Ok(_) => Ok(()),

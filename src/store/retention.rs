@@ -132,6 +132,6 @@ const DELETE_OLD_HEALTH: Sql = Sql::both(
 pub async fn endpoint_health(store: &Store, before_ms: i64) -> AppResult<u64> {
     Ok(query(DELETE_OLD_HEALTH)
         .bind(before_ms)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?)
 }

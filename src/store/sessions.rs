@@ -43,7 +43,7 @@ pub async fn insert(
     now: i64,
     expires_at: i64,
 ) -> AppResult<()> {
-    query(PRUNE).bind(now).execute(store.db()).await?;
+    query(PRUNE).bind(now).execute(store.write_db()).await?;
     query(INSERT)
         .bind(hash(id))
         .bind(key_id)
@@ -51,7 +51,7 @@ pub async fn insert(
         .bind(csrf)
         .bind(now)
         .bind(expires_at)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?;
     Ok(())
 }
@@ -92,6 +92,9 @@ const DELETE: Sql = Sql::both("DELETE FROM console_sessions WHERE id_hash = $1")
 
 /// Signs out.
 pub async fn delete(store: &Store, id: &str) -> AppResult<()> {
-    query(DELETE).bind(hash(id)).execute(store.db()).await?;
+    query(DELETE)
+        .bind(hash(id))
+        .execute(store.write_db())
+        .await?;
     Ok(())
 }

@@ -35,10 +35,13 @@ const FORGET_SAMPLES: Sql = Sql::both("DELETE FROM queue_samples WHERE minute < 
 
 /// Forgets per-minute counts and samples older than `before_ms` (retention).
 pub async fn forget(store: &Store, before_ms: i64) -> AppResult<u64> {
-    let n = query(FORGET).bind(before_ms).execute(store.db()).await?;
+    let n = query(FORGET)
+        .bind(before_ms)
+        .execute(store.write_db())
+        .await?;
     Ok(n + query(FORGET_SAMPLES)
         .bind(before_ms)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?)
 }
 
@@ -50,14 +53,14 @@ const SAMPLE: Sql = Sql::both(
 /// Records this minute's queue depth and open dead letters (once a minute,
 /// whichever process comes first).
 pub async fn sample_queue(store: &Store, now: i64) -> AppResult<()> {
-    let (due, scheduled) = super::jobs::depth(store.queue_db()).await?;
+    let (due, scheduled) = super::jobs::depth(store.db()).await?;
     let dlq_open = super::dead_letters::count_open(store).await?;
     query(SAMPLE)
         .bind(now / 60_000 * 60_000)
         .bind(due)
         .bind(scheduled)
         .bind(dlq_open)
-        .execute(store.db())
+        .execute(store.write_db())
         .await?;
     Ok(())
 }
