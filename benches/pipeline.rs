@@ -672,7 +672,8 @@ async fn run(n: usize) {
 }
 
 /// Writes this backend's figures into `target/bench/summary.json` (the other
-/// backend's, from its own run, are kept).
+/// backend's, from its own run, are kept, and so are this backend's figures
+/// of phases this run left out).
 fn write_summary(backend: &str, figures: serde_json::Value) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
@@ -681,7 +682,15 @@ fn write_summary(backend: &str, figures: serde_json::Value) {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    all.insert(backend.to_string(), figures);
+    // A run of some phases (PAYHOOK_BENCH_ONLY) updates only their figures.
+    let mut mine = match all.remove(backend) {
+        Some(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    if let serde_json::Value::Object(new) = figures {
+        mine.extend(new);
+    }
+    all.insert(backend.to_string(), serde_json::Value::Object(mine));
     all.insert(
         "written_at".into(),
         payhook::time::rfc3339(payhook::time::now_ms()).into(),

@@ -145,3 +145,51 @@ async fn a_pending_delivery_left_without_a_job_is_queued_again() {
     pipeline.stop().await.unwrap();
     assert_eq!(rx.hits("/hook").len(), 1);
 }
+
+/// The reconciler looks through pending deliveries a window at a time, in
+/// id order, from where the last round stopped: a round costs the same
+/// under any backlog, and a jobless delivery past the first window is
+/// found in a later round.
+#[tokio::test]
+async fn the_reconciler_looks_through_pending_deliveries_a_window_at_a_time() {
+    use payhook::store::jobs::{self, Window};
+    let env = Env::new().await;
+    let m = env.merchant("http://127.0.0.1:9/hook").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, d) = merchants::send_test(&env.store, &m.merchant.id)
+            .await
+            .unwrap();
+        ids.push(d.unwrap());
+    }
+    ids.sort();
+    // The middle one lost its job; all have been due for an hour.
+    let mut tx = env.store.begin_write().await.unwrap();
+    jobs::cancel_for_deliveries(&mut tx, std::slice::from_ref(&ids[1]))
+        .await
+        .unwrap();
+    env.store.commit(tx, false).await.unwrap();
+    env.exec("UPDATE deliveries SET next_attempt_at = next_attempt_at - 3600000")
+        .await;
+    let now = payhook::time::now_ms();
+    let mut window = Window {
+        after: String::new(),
+        size: 1,
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let (found, next) = jobs::jobless(env.store.db(), now, now, 10, &window)
+            .await
+            .unwrap();
+        rounds.push(found.into_iter().map(|(id, _)| id).collect::<Vec<_>>());
+        match next {
+            Some(end) => window.after = end,
+            None => break,
+        }
+    }
+    assert_eq!(
+        rounds,
+        vec![vec![], vec![ids[1].clone()], vec![], vec![]],
+        "one delivery looked at per round; the jobless one found in the second; the fourth round ends the pass"
+    );
+}
