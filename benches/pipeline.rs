@@ -251,6 +251,7 @@ async fn healthy_drain(
     hits: &AtomicU64,
     n: usize,
     hole: Option<&str>,
+    dark_for: Duration,
 ) -> f64 {
     let healthy = merchants::create(
         store,
@@ -288,12 +289,13 @@ async fn healthy_drain(
         },
     )
     .unwrap();
-    // The black hole's backlog arrives first and the endpoint has gone dark
-    // for a while (steady state); then the healthy events arrive.
+    // The black hole's backlog arrives first; the healthy events arrive
+    // once the endpoint has been dark for `dark_for` (3 s: the steady state;
+    // 0: its first seconds, its requests still hanging).
     if let Some(s) = &stuck {
         backlog::emit_tests(store, &s.merchant.id, n).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(dark_for).await;
     let before = hits.load(Ordering::Relaxed);
     backlog::emit_tests(store, &healthy.merchant.id, n).await;
     let t = Instant::now();
@@ -536,25 +538,30 @@ async fn run(n: usize) {
         Config::default().delivery.max_in_flight_per_endpoint;
     if wants("isolation") {
         let (hole, _) = black_hole().await;
-        let alone = healthy_drain(&store, &capped, &url, &hits, n, None).await;
-        let beside = healthy_drain(
-            &store,
-            &capped,
-            &url,
-            &hits,
-            n,
-            Some(&format!("http://{hole}/hook")),
-        )
-        .await;
+        let dark = Duration::from_secs(3);
+        let alone = healthy_drain(&store, &capped, &url, &hits, n, None, dark).await;
+        let hole = Some(format!("http://{hole}/hook"));
+        let beside = healthy_drain(&store, &capped, &url, &hits, n, hole.as_deref(), dark).await;
+        // A second black hole, its events and the healthy ones at once.
+        let (fresh, _) = black_hole().await;
+        let fresh = Some(format!("http://{fresh}/hook"));
+        let zero = Duration::ZERO;
+        let just_dark =
+            healthy_drain(&store, &capped, &url, &hits, n, fresh.as_deref(), zero).await;
         println!(
             "  isolation (in-flight cap {})   {alone:>9.0} healthy/s alone, {beside:.0} beside a black hole   ratio {:.2} (goal ≥ 0.9)",
             capped.delivery.max_in_flight_per_endpoint,
             beside / alone
         );
+        println!(
+            "    in its first seconds        {just_dark:>9.0} healthy/s beside a black hole that just went dark   ratio {:.2}",
+            just_dark / alone
+        );
         put(
             "isolation",
             serde_json::json!({"alone_per_sec": alone, "beside_black_hole_per_sec": beside,
-                               "ratio": beside / alone}),
+                               "ratio": beside / alone, "just_dark_per_sec": just_dark,
+                               "just_dark_ratio": just_dark / alone}),
         );
     }
 
@@ -735,7 +742,7 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
             .bind(event.as_str())
             .bind(merchant.as_str())
             .bind(at)
-            .execute(store.db())
+            .execute(store.write_db())
             .await
             .unwrap();
     }
@@ -747,7 +754,7 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
     query(ATTEMPTS)
         .bind(now - 1000)
         .bind(rows / 10)
-        .execute(store.db())
+        .execute(store.write_db())
         .await
         .unwrap();
     query(Sql::both(
@@ -758,7 +765,7 @@ async fn big_table(store: &Store, cfg: &Config, merchant: &MerchantId, rows: i64
     .bind((now - 1500) / 60_000 * 60_000)
     .bind(merchant.as_str())
     .bind(rows / 10)
-    .execute(store.db())
+    .execute(store.write_db())
     .await
     .unwrap();
     let fill = t.elapsed().as_secs_f64();

@@ -36,7 +36,7 @@ pub async fn ceiling(
     merchant: &MerchantId,
     url: &str,
 ) -> (f64, usize) {
-    query(DROP_JOBS).execute(store.db()).await.unwrap();
+    query(DROP_JOBS).execute(store.write_db()).await.unwrap();
     let rows: Vec<(String, String, String)> = query(PENDING)
         .bind(merchant.as_str())
         .fetch_all(store.db())

@@ -305,7 +305,7 @@ impl Env {
     /// Runs a statement written for both backends.
     pub async fn exec(&self, sql: &'static str) {
         payhook::store::query(payhook::store::Sql::both(sql))
-            .execute(self.store.db())
+            .execute(self.store.write_db())
             .await
             .map(|_| ())
             .unwrap()
