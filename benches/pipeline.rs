@@ -229,6 +229,19 @@ async fn wait_delivered(
     }
 }
 
+/// The sender alone (no scanner), on `store`.
+pub fn sender_only(store: &Store, cfg: &Config) -> Pipeline {
+    Pipeline::start(
+        store,
+        cfg,
+        Parts {
+            scanner: false,
+            sender: true,
+        },
+    )
+    .unwrap()
+}
+
 /// A TCP endpoint that accepts connections and never answers.
 async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,15 +293,7 @@ async fn healthy_drain(
         ),
         None => None,
     };
-    let pipeline = Pipeline::start(
-        store,
-        cfg,
-        Parts {
-            scanner: false,
-            sender: true,
-        },
-    )
-    .unwrap();
+    let pipeline = sender_only(store, cfg);
     // The black hole's backlog arrives first; the healthy events arrive
     // once the endpoint has been dark for `dark_for` (3 s: the steady state;
     // 0: its first seconds, its requests still hanging).
@@ -482,15 +487,7 @@ async fn run(n: usize) {
         let report = payhook::scanner::scan_once(&store, &cfg).await.unwrap();
         let scan_rate = report.total() as f64 / t.elapsed().as_secs_f64();
         let clock = cpu::CpuClock::start();
-        let pipeline = Pipeline::start(
-            &store,
-            &cfg,
-            Parts {
-                scanner: false,
-                sender: true,
-            },
-        )
-        .unwrap();
+        let pipeline = sender_only(&store, &cfg);
         let before = hits.load(Ordering::Relaxed);
         let t = Instant::now();
         delivered_so_far += deliveries as i64;

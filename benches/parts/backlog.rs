@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use payhook::config::Config;
 use payhook::ids::MerchantId;
 use payhook::ops::merchants::{self, NewMerchant};
-use payhook::pipeline::{Parts, Pipeline};
 use payhook::store::Store;
 
 use crate::cpu::{self, CpuClock, CpuUse};
@@ -89,15 +88,7 @@ pub async fn drain(
     let peak = Arc::new(Mutex::new(rss_before));
     let start = Instant::now();
     let clock = CpuClock::start();
-    let pipeline = Pipeline::start(
-        store,
-        cfg,
-        Parts {
-            scanner: false,
-            sender: true,
-        },
-    )
-    .unwrap();
+    let pipeline = crate::sender_only(store, cfg);
     // Samples RSS and the receiver's count every 50 ms.
     let sampler = {
         let (done, marks, peak, hits) = (done.clone(), marks.clone(), peak.clone(), hits.clone());

@@ -76,40 +76,30 @@ fn ticks(stat: &str) -> u64 {
 
 /// This process's threads, less the bench receiver's.
 fn own_ticks() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .map(|c| !c.starts_with("bench-rx"))
-                .unwrap_or(false)
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .map(|s| ticks(&s))
-        .sum()
+    ticks_where("/proc/self/task", |comm| !comm.starts_with("bench-rx"))
 }
 
 /// Every `postgres` process's CPU so far.
 fn postgres_ticks() -> u64 {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
+    ticks_where("/proc", |comm| comm.trim() == "postgres")
+}
+
+/// CPU ticks of the numbered entries of `dir` (processes or threads) whose
+/// `comm` `keep` takes.
+fn ticks_where(dir: &str, keep: impl Fn(&str) -> bool) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    procs
+    entries
         .flatten()
-        .filter(|p| {
-            p.file_name()
+        .filter(|e| {
+            e.file_name()
                 .to_string_lossy()
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })
-        .filter(|p| {
-            std::fs::read_to_string(p.path().join("comm"))
-                .map(|c| c.trim() == "postgres")
-                .unwrap_or(false)
-        })
-        .filter_map(|p| std::fs::read_to_string(p.path().join("stat")).ok())
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| keep(&c)))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .map(|s| ticks(&s))
         .sum()
 }

@@ -157,19 +157,8 @@ pub async fn run(store: &Store, cfg: &Config, rate: u32, secs: u64) -> Steady {
             let call = |path: String, body: serde_json::Value| {
                 let (client, api) = (client.clone(), api.clone());
                 async move {
-                    let t = Instant::now();
-                    let r = client
-                        .post(path)
-                        .bearer_auth(token)
-                        .header("content-type", "application/json")
-                        .body(body.to_string())
-                        .send()
-                        .await
-                        .ok()?;
-                    let ok = r.status().is_success();
-                    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
-                    api.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
-                    ok.then_some(v)
+                    let (status, v) = api_post(&client, path, token, body, &api).await?;
+                    (200..300).contains(&status).then_some(v)
                 }
             };
             let created = call(
@@ -263,18 +252,10 @@ pub async fn ingest(store: &Store, cfg: &Config, callers: usize, total: usize) -
             let post = |path: String, body: serde_json::Value| {
                 let (client, api) = (client.clone(), api.clone());
                 async move {
-                    let t = Instant::now();
-                    let r = client
-                        .post(path)
-                        .bearer_auth(token)
-                        .header("content-type", "application/json")
-                        .body(body.to_string())
-                        .send()
+                    let (status, v) = api_post(&client, path, token, body, &api)
                         .await
-                        .unwrap();
-                    assert!(r.status().is_success(), "ingest call answered {}", r.status());
-                    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-                    api.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+                        .expect("ingest call failed or answered no JSON");
+                    assert!((200..300).contains(&status), "ingest call answered {status}");
                     v
                 }
             };
@@ -307,6 +288,31 @@ pub async fn ingest(store: &Store, cfg: &Config, callers: usize, total: usize) -
     stop.cancel();
     let api = std::mem::take(&mut *api.lock().unwrap());
     (rate, Spread::of(api))
+}
+
+/// POSTs `body` to the admin API and records the call's time (ms) in
+/// `api`: the status and the JSON answer, `None` on a transport failure or
+/// an answer that is not JSON.
+async fn api_post(
+    client: &reqwest::Client,
+    path: String,
+    token: &str,
+    body: serde_json::Value,
+    api: &Mutex<Vec<f64>>,
+) -> Option<(u16, serde_json::Value)> {
+    let t = Instant::now();
+    let r = client
+        .post(path)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    let v = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
+    api.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+    Some((status, v))
 }
 
 /// The admin API and console on a loopback port, signed with `token`;

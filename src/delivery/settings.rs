@@ -23,10 +23,14 @@ pub struct WorkerSettings {
     pub first_requests: usize,
     pub retry_requests: usize,
     pub poll_interval: Duration,
-    /// Jobs one fetch takes (four per request slot, 10 to 512):
+    /// Jobs one fetch takes. SQLite: four per request slot (10 to 512):
     /// under a backlog each fetch and its ack cost about the same whatever
-    /// their size, so larger fetches leave the one SQLite writer free for
-    /// outcomes (drain 8,400 → 10,000/s at 64 slots, docs/benchmarks.md).
+    /// their size, so larger fetches leave the one writer free for outcomes
+    /// (drain 8,400 → 10,000/s at 64 slots, docs/benchmarks.md). Postgres:
+    /// one per slot (10 to 200): workers there scale out, and a killed
+    /// worker's fetched jobs wait for the orphan takeover (four times as
+    /// many pushed the scale test's recovery past 30 s), for no measured
+    /// gain in its drain.
     pub batch_size: usize,
     /// A worker silent this long has its jobs handed to others.
     pub orphan_after: Duration,
@@ -48,7 +52,11 @@ impl WorkerSettings {
             first_requests: c,
             retry_requests: retry,
             poll_interval: Duration::from_millis(200),
-            batch_size: (c * 4).clamp(10, 512),
+            batch_size: if cfg.is_postgres() {
+                c.clamp(10, 200)
+            } else {
+                (c * 4).clamp(10, 512)
+            },
             // Longer than one attempt can take, so a busy worker is never
             // mistaken for a dead one.
             orphan_after: (cfg.delivery.timeout.0 * 2).max(Duration::from_secs(10)),

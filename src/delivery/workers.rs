@@ -115,10 +115,11 @@ async fn lane_loop(worker: LaneWorker, shutdown: CancellationToken) -> Result<()
 /// Resolves once shutdown is asked for and the lane is done: no attempt in
 /// flight for a short grace, or `drain` at the latest. apalis' worker future
 /// can outlive its own "stopped" with a heartbeat or fetch transaction
-/// begun but never committed; on SQLite that holds the write lock, and
-/// every other writer of the database waited out its 30 s busy timeout and
-/// failed with `database is locked` (the bench's flake, issue 17). The lane
-/// drops the future at this point instead of leaving it running.
+/// begun but never committed; on SQLite that holds the one writer
+/// connection (and before that, the write lock: every other writer waited
+/// out its 30 s busy timeout and failed with `database is locked`, the
+/// bench's flake, issue 17). The lane drops the future at this point
+/// instead of leaving it running.
 async fn settled(worker: &LaneWorker, shutdown: &CancellationToken) {
     const GRACE: Duration = Duration::from_secs(2);
     shutdown.cancelled().await;
