@@ -105,7 +105,8 @@ async fn every_route_works_end_to_end() {
     let api = Api::start(&env).await;
     let rx = Receiver::start().await;
     rx.script("/fails", vec![500.into()]);
-    let pipeline = env.start();
+    // The scan below must be the one that confirms the payment.
+    let pipeline = env.start_sender();
 
     assert_eq!(
         api.call_with(Method::GET, "/healthz", None, None).await.0,

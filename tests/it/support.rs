@@ -233,6 +233,20 @@ impl Env {
         .unwrap()
     }
 
+    /// The sender alone: no scanner loop confirms payments behind a test's
+    /// back, so `POST /v1/scans` or `scanner::scan_once` is the only confirmer.
+    pub fn start_sender(&self) -> Pipeline {
+        Pipeline::start(
+            &self.store,
+            &self.cfg,
+            Parts {
+                scanner: false,
+                sender: true,
+            },
+        )
+        .unwrap()
+    }
+
     pub async fn merchant(&self, url: &str) -> WithSecret {
         self.merchant_with(NewMerchant {
             name: "Test Shop".into(),
