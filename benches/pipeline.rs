@@ -293,17 +293,28 @@ async fn healthy_drain(
         ),
         None => None,
     };
-    let pipeline = sender_only(store, cfg);
-    // The black hole's backlog arrives first; the healthy events arrive
-    // once the endpoint has been dark for `dark_for` (3 s: the steady state;
-    // 0: its first seconds, its requests still hanging).
-    if let Some(s) = &stuck {
-        backlog::emit_tests(store, &s.merchant.id, n).await;
-    }
-    tokio::time::sleep(dark_for).await;
+    // The black hole's backlog arrives first. With `dark_for` (3 s: the
+    // steady state) the sender runs meanwhile and the healthy events arrive
+    // after it; with zero (its first seconds) both backlogs are queued when
+    // the sender starts, the black hole's oldest: a sender that restarts
+    // with a dead endpoint's jobs overdue, or an endpoint that went dark with
+    // a backlog, and the timing starts with the sender.
     let before = hits.load(Ordering::Relaxed);
-    backlog::emit_tests(store, &healthy.merchant.id, n).await;
-    let t = Instant::now();
+    let (pipeline, t) = if dark_for.is_zero() {
+        if let Some(s) = &stuck {
+            backlog::emit_tests(store, &s.merchant.id, n).await;
+        }
+        backlog::emit_tests(store, &healthy.merchant.id, n).await;
+        (sender_only(store, cfg), Instant::now())
+    } else {
+        let pipeline = sender_only(store, cfg);
+        if let Some(s) = &stuck {
+            backlog::emit_tests(store, &s.merchant.id, n).await;
+        }
+        tokio::time::sleep(dark_for).await;
+        backlog::emit_tests(store, &healthy.merchant.id, n).await;
+        (pipeline, Instant::now())
+    };
     wait_delivered(
         store,
         &pipeline,
@@ -315,6 +326,16 @@ async fn healthy_drain(
     .await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
     pipeline.stop().await.unwrap();
+    // The black hole's deliveries are still pending: an operator would
+    // delete the dead endpoint (they go to the DLQ). Left queued, they come
+    // due in later phases, whose cap is lifted to the worker concurrency, and
+    // every worker's request hangs there for a request timeout.
+    if let Some(s) = &stuck {
+        let ep = payhook::store::endpoints::primary(store, &s.merchant.id)
+            .await
+            .unwrap();
+        payhook::ops::endpoints::delete(store, &ep).await.unwrap();
+    }
     rate
 }
 

@@ -22,6 +22,12 @@ const EVICT_CHECK_EVERY: usize = 4096;
 const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 /// How long a queued caller waits for an in-flight slot.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+/// How long a caller queued behind an endpoint waits before it looks again:
+/// if the endpoint is answering it waits out the rest of `IN_FLIGHT_WAIT`,
+/// if not (new and silent so far, or stuck) it gives its worker slot back.
+/// An endpoint that went dark a moment ago would otherwise hold every
+/// queued worker for the whole wait.
+const FIRST_WAIT: Duration = Duration::from_millis(100);
 /// An endpoint that finished a request this recently is "answering".
 const MOVING: Duration = Duration::from_secs(1);
 
@@ -81,6 +87,9 @@ struct Endpoint {
     /// When a request to it last finished, whatever its outcome.
     last_completed: Option<Instant>,
     first_seen: Instant,
+    /// A caller queued for a slot gave up after `FIRST_WAIT` with nothing
+    /// answered: a new endpoint that is silent with its cap full.
+    waited_in_silence: bool,
     /// Until when its queued jobs were last parked.
     parked_until: Option<Instant>,
     last_used: Instant,
@@ -92,10 +101,14 @@ impl Endpoint {
         self.last_completed.is_some_and(|t| t.elapsed() < MOVING)
     }
 
-    /// No request finished for over a second (a new endpoint gets a second
-    /// before it can be called stuck).
+    /// No request finished for over a second. A new endpoint gets a second
+    /// before it can be called stuck, unless a caller queued behind its full
+    /// cap waited `FIRST_WAIT` and nothing finished.
     fn stuck(&self) -> bool {
-        !self.answering() && (self.last_completed.is_some() || self.first_seen.elapsed() >= MOVING)
+        !self.answering()
+            && (self.last_completed.is_some()
+                || self.waited_in_silence
+                || self.first_seen.elapsed() >= MOVING)
     }
 }
 
@@ -157,7 +170,7 @@ impl EndpointGovernor {
                 Err(_) => return Err(Held::InFlight(self.hold_for(e))),
             }
         };
-        let waited = tokio::time::timeout(IN_FLIGHT_WAIT, slots.acquire_owned()).await;
+        let waited = self.wait_for_slot(endpoint, slots).await;
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         let e = self.entry(&mut map, endpoint, per_sec);
         e.waiters = e.waiters.saturating_sub(1);
@@ -166,8 +179,36 @@ impl EndpointGovernor {
                 self.circuit_allows(e)?;
                 self.take(e, slot)
             }
-            _ => Err(Held::InFlight(self.hold_for(e))),
+            _ => {
+                e.waited_in_silence |= !e.answering();
+                Err(Held::InFlight(self.hold_for(e)))
+            }
         }
+    }
+
+    /// A queued caller's wait for a slot: `FIRST_WAIT`, and the rest of
+    /// `IN_FLIGHT_WAIT` only if the endpoint is answering.
+    async fn wait_for_slot(
+        &self,
+        endpoint: &str,
+        slots: Arc<Semaphore>,
+    ) -> Result<Result<OwnedSemaphorePermit, tokio::sync::AcquireError>, tokio::time::error::Elapsed>
+    {
+        let acquire = slots.acquire_owned();
+        tokio::pin!(acquire);
+        if let Ok(got) = tokio::time::timeout(FIRST_WAIT, &mut acquire).await {
+            return Ok(got);
+        }
+        let answered = {
+            let map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(endpoint).is_some_and(Endpoint::answering)
+        };
+        let rest = if answered {
+            IN_FLIGHT_WAIT - FIRST_WAIT
+        } else {
+            Duration::ZERO
+        };
+        tokio::time::timeout(rest, acquire).await
     }
 
     /// How long a caller turned away by the in-flight cap stays away: a
@@ -306,6 +347,7 @@ impl EndpointGovernor {
             open_until: None,
             probing: false,
             waiters: 0,
+            waited_in_silence: false,
             last_completed: None,
             first_seen: now,
             parked_until: None,
@@ -402,6 +444,46 @@ mod tests {
                 "queued callers give up after the wait"
             );
         }
+    }
+
+    /// Behind an endpoint that never answered, a queued caller gives its
+    /// worker back after `FIRST_WAIT`; once it has answered, a caller waits
+    /// for a slot that frees later than that.
+    #[tokio::test]
+    async fn a_caller_waits_long_only_behind_an_endpoint_that_answers() {
+        let g = Arc::new(EndpointGovernor::new(GovernorSettings {
+            rate_per_sec: 1000,
+            burst: 1000,
+            max_in_flight: 1,
+            request_timeout: Duration::from_secs(10),
+            ..settings()
+        }));
+        let dark = g.admit("dark", None).await.unwrap();
+        let t = Instant::now();
+        let held = g.admit("dark", None).await;
+        let gave_up = t.elapsed();
+        assert!(
+            gave_up >= FIRST_WAIT && gave_up < IN_FLIGHT_WAIT / 2,
+            "gave up after {gave_up:?}"
+        );
+        // Silent with its cap full: stuck at once, held for half a request
+        // timeout (so its queued jobs are parked), not for the second a new
+        // endpoint otherwise gets.
+        assert_eq!(held.unwrap_err(), Held::InFlight(Duration::from_secs(5)));
+        drop(dark);
+
+        drop(g.admit("live", None).await.unwrap());
+        g.record("live", true);
+        let busy = g.admit("live", None).await.unwrap();
+        let g2 = g.clone();
+        let waiter = tokio::spawn(async move { g2.admit("live", None).await.map(|_| ()) });
+        tokio::time::sleep(FIRST_WAIT * 3).await;
+        drop(busy);
+        assert!(
+            waiter.await.unwrap().is_ok(),
+            "a slot freed after {:?} went to the queued caller",
+            FIRST_WAIT * 3
+        );
     }
 
     #[tokio::test]
