@@ -23,4 +23,5 @@ mod safety;
 mod scale;
 mod scanner;
 mod sealed;
+mod stats;
 mod tokens;
