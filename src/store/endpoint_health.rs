@@ -4,7 +4,7 @@
 //! `endpoint.failing`, once per outage), and disabling the endpoints of a
 //! key that failed for too long (their pending deliveries to the DLQ).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use super::sql::{id_rows, query, Sql, Tx};
 use super::{dead_letters, endpoints, jobs, operator};
@@ -12,38 +12,62 @@ use crate::domain::DeadReason;
 use crate::error::AppResult;
 use crate::ids::{DeliveryId, EndpointId, MerchantId};
 
+/// A batch's deliveries of one outcome (answered, or failed) and their URL
+/// keys with how many each, as the outcome writer knows them.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub deliveries: Vec<DeliveryId>,
+    pub endpoints: BTreeMap<String, i64>,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, delivery: &DeliveryId, endpoint: &str) {
+        self.deliveries.push(delivery.clone());
+        *self.endpoints.entry(endpoint.to_string()).or_default() += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+
+    /// The URL keys, as `{"id": key}` rows.
+    fn key_rows(&self) -> String {
+        let keys: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
+        id_rows(&keys)
+    }
+}
+
 /// The first success after a reported outage: the rows to report recovered.
 const RECOVERED: Sql = Sql::each(
     "UPDATE endpoint_health SET failing_reported = 0 WHERE failing_reported = 1 AND endpoint IN \
-     (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1))) \
-     RETURNING endpoint",
+     (SELECT value ->> 'id' FROM json_each($1)) RETURNING endpoint",
     "UPDATE endpoint_health SET failing_reported = 0 WHERE failing_reported = 1 AND endpoint IN \
-     (SELECT endpoint FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))) RETURNING endpoint",
+     (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) RETURNING endpoint",
 );
 
 /// A success only matters to an endpoint that was failing (no row, or no
 /// `failing_since`, means healthy): no write otherwise.
 const RECORD_SUCCESS: Sql = Sql::each(
     "UPDATE endpoint_health SET failing_since = NULL, failures = 0, last_success_at = $2 \
-     WHERE failing_since IS NOT NULL AND endpoint IN \
-     (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1)))",
+     WHERE failing_since IS NOT NULL AND endpoint IN (SELECT value ->> 'id' FROM json_each($1))",
     "UPDATE endpoint_health SET failing_since = NULL, failures = 0, last_success_at = $2 \
-     WHERE failing_since IS NOT NULL AND endpoint IN (SELECT endpoint FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)))",
+     WHERE failing_since IS NOT NULL \
+     AND endpoint IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))",
 );
 
+/// Rows `{"id": key, "n": failures}`, in key order (the order rows are
+/// locked in, so two writers cannot deadlock on them).
 const RECORD_FAILURE: Sql = Sql::each(
     "INSERT INTO endpoint_health (endpoint, failing_since, last_failure_at, failures) \
-     SELECT endpoint, $2, $2, COUNT(*) FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM json_each($1)) GROUP BY endpoint \
+     SELECT value ->> 'id', $2, $2, CAST(value ->> 'n' AS BIGINT) FROM json_each($1) \
+     WHERE true ORDER BY 1 \
      ON CONFLICT (endpoint) DO UPDATE SET \
      failing_since = COALESCE(endpoint_health.failing_since, excluded.failing_since), \
      last_failure_at = excluded.last_failure_at, \
      failures = endpoint_health.failures + excluded.failures",
     "INSERT INTO endpoint_health (endpoint, failing_since, last_failure_at, failures) \
-     SELECT endpoint, $2, $2, COUNT(*) FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) GROUP BY endpoint \
+     SELECT value ->> 'id', $2, $2, CAST(value ->> 'n' AS BIGINT) \
+     FROM payhook_json_rows($1::jsonb) ORDER BY 1 \
      ON CONFLICT (endpoint) DO UPDATE SET \
      failing_since = COALESCE(endpoint_health.failing_since, excluded.failing_since), \
      last_failure_at = excluded.last_failure_at, \
@@ -54,12 +78,11 @@ const RECORD_FAILURE: Sql = Sql::each(
 /// report failing.
 const NOW_FAILING: Sql = Sql::each(
     "UPDATE endpoint_health SET failing_reported = 1 WHERE failing_reported = 0 \
-     AND failures >= $2 AND endpoint IN \
-     (SELECT endpoint FROM deliveries WHERE id IN (SELECT value ->> 'id' FROM json_each($1))) \
+     AND failures >= $2 AND endpoint IN (SELECT value ->> 'id' FROM json_each($1)) \
      RETURNING endpoint",
     "UPDATE endpoint_health SET failing_reported = 1 WHERE failing_reported = 0 \
-     AND failures >= $2 AND endpoint IN (SELECT endpoint FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))) RETURNING endpoint",
+     AND failures >= $2 AND endpoint IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)) \
+     RETURNING endpoint",
 );
 
 const ENDPOINTS_OF: Sql = Sql::each(
@@ -96,65 +119,68 @@ async fn endpoints_with_keys(
 /// operator of those whose count just reached `threshold`.
 pub async fn record_failures(
     tx: &mut Tx,
-    delivery_ids: &[DeliveryId],
+    failed: &Outcomes,
     threshold: i64,
     now: i64,
 ) -> AppResult<()> {
-    if delivery_ids.is_empty() {
+    if failed.is_empty() {
         return Ok(());
     }
-    let ids = id_rows(delivery_ids);
+    let counts: Vec<serde_json::Value> = failed
+        .endpoints
+        .iter()
+        .map(|(key, n)| serde_json::json!({"id": key, "n": n}))
+        .collect();
     query(RECORD_FAILURE)
-        .bind(&ids)
+        .bind(serde_json::Value::Array(counts).to_string())
         .bind(now)
         .execute(&mut *tx)
         .await?;
     let keys: Vec<String> = query(NOW_FAILING)
-        .bind(&ids)
+        .bind(failed.key_rows())
         .bind(threshold)
         .scalars(&mut *tx)
         .await?;
-    let failing = endpoints_with_keys(tx, delivery_ids, keys).await?;
+    let failing = endpoints_with_keys(tx, &failed.deliveries, keys).await?;
     operator::endpoints_changed(tx, &failing, true, now).await
 }
 
 /// Records the endpoints of these delivered deliveries as healthy, and
 /// tells the operator of those that were reported failing.
-pub async fn record_successes(tx: &mut Tx, delivery_ids: &[DeliveryId], now: i64) -> AppResult<()> {
-    if delivery_ids.is_empty() {
+pub async fn record_successes(tx: &mut Tx, ok: &Outcomes, now: i64) -> AppResult<()> {
+    if ok.is_empty() {
         return Ok(());
     }
-    let ids = id_rows(delivery_ids);
-    let keys: Vec<String> = query(RECOVERED).bind(&ids).scalars(&mut *tx).await?;
+    let keys = ok.key_rows();
+    let recovered: Vec<String> = query(RECOVERED).bind(&keys).scalars(&mut *tx).await?;
     query(RECORD_SUCCESS)
-        .bind(&ids)
+        .bind(&keys)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    let recovered = endpoints_with_keys(tx, delivery_ids, keys).await?;
+    let recovered = endpoints_with_keys(tx, &ok.deliveries, recovered).await?;
     operator::endpoints_changed(tx, &recovered, false, now).await
 }
 
 const FAILING_SINCE_BEFORE: Sql = Sql::each(
     "SELECT endpoint FROM endpoint_health WHERE failing_since IS NOT NULL AND failing_since <= $2 \
-     AND endpoint IN (SELECT endpoint FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM json_each($1)))",
+     AND endpoint IN (SELECT value ->> 'id' FROM json_each($1))",
     "SELECT endpoint FROM endpoint_health WHERE failing_since IS NOT NULL AND failing_since <= $2 \
-     AND endpoint IN (SELECT endpoint FROM deliveries \
-     WHERE id IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb)))",
+     AND endpoint IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))",
 );
 
-/// Endpoints of these deliveries that have failed since `cutoff` or longer.
+/// The URL keys of these failed deliveries that have failed since `cutoff`
+/// or longer.
 pub async fn failing_since_before(
     tx: &mut Tx,
-    delivery_ids: &[DeliveryId],
+    failed: &Outcomes,
     cutoff: i64,
 ) -> AppResult<Vec<String>> {
-    if delivery_ids.is_empty() {
+    if failed.is_empty() {
         return Ok(vec![]);
     }
     Ok(query(FAILING_SINCE_BEFORE)
-        .bind(id_rows(delivery_ids))
+        .bind(failed.key_rows())
         .bind(cutoff)
         .scalars(tx)
         .await?)

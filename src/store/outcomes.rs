@@ -5,16 +5,17 @@
 //! size is a handful of statements. An entry whose delivery was settled
 //! meanwhile (a job re-run after a crash) changes nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::endpoint_health::Outcomes;
 use super::jobs::{self, NewJob};
 use super::sql::{json_rows, query, Sql, Tx};
 use super::{dead_letters, endpoint_health, endpoints, Store};
 use crate::domain::{AttemptErrorKind, DeadReason, DeliveryStatus};
 use crate::error::AppResult;
-use crate::ids::DeliveryId;
+use crate::ids::{DeliveryId, MerchantId};
 
 /// What a batch asks the store to write.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -100,7 +101,8 @@ const UPDATE_STATES: Sql = Sql::each(
      UPDATE deliveries SET status = o.status, attempts = o.attempt, next_attempt_at = o.next_at, \
      last_status_code = o.code, last_error = o.error, updated_at = $2, completed_at = o.completed \
      FROM o WHERE deliveries.id = o.id AND +deliveries.status = 'pending' \
-     AND deliveries.attempts = o.attempt - 1 RETURNING deliveries.id",
+     AND deliveries.attempts = o.attempt - 1 \
+     RETURNING deliveries.id, deliveries.merchant_id, deliveries.endpoint",
     "WITH o AS (SELECT value ->> 'id' AS id, value ->> 'status' AS status, \
      CAST(value ->> 'attempt' AS BIGINT) AS attempt, CAST(value ->> 'next_at' AS BIGINT) AS next_at, \
      CAST(value ->> 'code' AS BIGINT) AS code, value ->> 'error' AS error, \
@@ -108,12 +110,15 @@ const UPDATE_STATES: Sql = Sql::each(
      UPDATE deliveries SET status = o.status, attempts = o.attempt, next_attempt_at = o.next_at, \
      last_status_code = o.code, last_error = o.error, updated_at = $2, completed_at = o.completed \
      FROM o WHERE deliveries.id = o.id AND (deliveries.status || '') = 'pending' \
-     AND deliveries.attempts = o.attempt - 1 RETURNING deliveries.id",
+     AND deliveries.attempts = o.attempt - 1 \
+     RETURNING deliveries.id, deliveries.merchant_id, deliveries.endpoint",
 );
 
 #[derive(Serialize)]
 struct AttemptRow<'a> {
     id: &'a DeliveryId,
+    /// For the per-minute counts (not a column of `delivery_attempts`).
+    merchant: &'a MerchantId,
     attempt: i64,
     started: i64,
     ms: i64,
@@ -136,22 +141,25 @@ const INSERT_ATTEMPTS: Sql = Sql::each(
      value ->> 'kind', value ->> 'error', value ->> 'body' FROM payhook_json_rows($1::jsonb)",
 );
 
-/// Attempts per minute and merchant (`store::stats` reads them). Rows are
+/// Attempts per minute and merchant (`store::stats` reads them), the
+/// merchant carried in the rows (the state update returned it). Rows are
 /// locked in one order (ORDER BY), so two writers cannot deadlock on them.
 const COUNT_ATTEMPTS: Sql = Sql::each(
     "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) \
-     SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, d.merchant_id, \
+     SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, \
+     j.value ->> 'merchant' AS merchant, \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 1 ELSE 0 END), \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 0 ELSE 1 END) \
-     FROM json_each($1) AS j JOIN deliveries d ON d.id = j.value ->> 'id' WHERE true \
-     GROUP BY minute, d.merchant_id ORDER BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
+     FROM json_each($1) AS j WHERE true \
+     GROUP BY minute, merchant ORDER BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
      succeeded = attempt_stats.succeeded + excluded.succeeded, \
      failed = attempt_stats.failed + excluded.failed",
     "INSERT INTO attempt_stats (minute, merchant_id, succeeded, failed) \
-     SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, d.merchant_id, \
+     SELECT (CAST(j.value ->> 'started' AS BIGINT) / 60000) * 60000 AS minute, \
+     j.value ->> 'merchant' AS merchant, \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 1 ELSE 0 END), \
      SUM(CASE WHEN j.value ->> 'kind' IS NULL THEN 0 ELSE 1 END) \
-     FROM payhook_json_rows($1::jsonb) AS j JOIN deliveries d ON d.id = j.value ->> 'id' \
+     FROM payhook_json_rows($1::jsonb) AS j \
      GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (minute, merchant_id) DO UPDATE SET \
      succeeded = attempt_stats.succeeded + excluded.succeeded, \
      failed = attempt_stats.failed + excluded.failed",
@@ -176,35 +184,47 @@ async fn write_attempts(tx: &mut Tx, plan: &Plan) -> AppResult<bool> {
             error: w.record.error.as_deref(),
         })
         .collect();
-    let applied: HashSet<DeliveryId> = query(UPDATE_STATES)
+    let applied: HashMap<DeliveryId, Applied> = query(UPDATE_STATES)
         .bind(json_rows(&states)?)
         .bind(plan.now)
-        .scalars::<DeliveryId>(&mut *tx)
+        .fetch_all::<(DeliveryId, MerchantId, String)>(&mut *tx)
         .await?
         .into_iter()
+        .map(|(id, merchant, endpoint)| (id, Applied { merchant, endpoint }))
         .collect();
-    let writes: Vec<&AttemptWrite> = plan
+    let writes: Vec<(&AttemptWrite, &Applied)> = plan
         .attempts
         .iter()
-        .filter(|w| applied.contains(&w.delivery_id))
+        .filter_map(|w| applied.get(&w.delivery_id).map(|a| (w, a)))
         .collect();
     if writes.is_empty() {
         return Ok(false);
     }
-    let rows: Vec<AttemptRow> = writes.iter().map(|w| attempt_row(w)).collect();
+    let rows: Vec<AttemptRow> = writes.iter().map(|(w, a)| attempt_row(w, a)).collect();
     let rows = json_rows(&rows)?;
     query(INSERT_ATTEMPTS).bind(&rows).execute(&mut *tx).await?;
     query(COUNT_ATTEMPTS).bind(&rows).execute(&mut *tx).await?;
-    let next: Vec<NewJob> = writes.iter().filter_map(|w| w.next_job.clone()).collect();
+    let next: Vec<NewJob> = writes
+        .iter()
+        .filter_map(|(w, _)| w.next_job.clone())
+        .collect();
     jobs::push_many(tx, &next).await?;
     write_consequences(tx, &writes, plan).await?;
     Ok(!next.is_empty())
 }
 
-fn attempt_row<'a>(w: &'a AttemptWrite) -> AttemptRow<'a> {
+/// What the state update returned of a delivery it applied to.
+struct Applied {
+    merchant: MerchantId,
+    /// Its URL key (the unit of endpoint health).
+    endpoint: String,
+}
+
+fn attempt_row<'a>(w: &'a AttemptWrite, a: &'a Applied) -> AttemptRow<'a> {
     let r = &w.record;
     AttemptRow {
         id: &w.delivery_id,
+        merchant: &a.merchant,
         attempt: r.attempt,
         started: r.started_at,
         ms: r.duration_ms,
@@ -217,16 +237,20 @@ fn attempt_row<'a>(w: &'a AttemptWrite) -> AttemptRow<'a> {
 
 /// Dead letters, merchants disabled by a 410, endpoint health, and the
 /// endpoints disabled for failing too long.
-async fn write_consequences(tx: &mut Tx, writes: &[&AttemptWrite], plan: &Plan) -> AppResult<()> {
+async fn write_consequences(
+    tx: &mut Tx,
+    writes: &[(&AttemptWrite, &Applied)],
+    plan: &Plan,
+) -> AppResult<()> {
     let mut dead: BTreeMap<DeadReason, Vec<DeliveryId>> = BTreeMap::new();
-    let (mut ok, mut failed) = (Vec::new(), Vec::new());
-    for w in writes {
+    let (mut ok, mut failed) = (Outcomes::default(), Outcomes::default());
+    for (w, a) in writes {
         if let Some(reason) = w.dead_letter {
             dead.entry(reason).or_default().push(w.delivery_id.clone());
         }
         match w.endpoint_ok {
-            Some(true) => ok.push(w.delivery_id.clone()),
-            Some(false) => failed.push(w.delivery_id.clone()),
+            Some(true) => ok.add(&w.delivery_id, &a.endpoint),
+            Some(false) => failed.add(&w.delivery_id, &a.endpoint),
             None => {}
         }
         if let Some(why) = &w.disable_endpoint {
@@ -241,7 +265,7 @@ async fn write_consequences(tx: &mut Tx, writes: &[&AttemptWrite], plan: &Plan) 
     endpoint_health::record_successes(tx, &ok, plan.now).await?;
     let cutoff = plan.disable_failing_since_before;
     for endpoint in endpoint_health::failing_since_before(tx, &failed, cutoff).await? {
-        endpoint_health::disable(tx, &endpoint, &failed, plan.now).await?;
+        endpoint_health::disable(tx, &endpoint, &failed.deliveries, plan.now).await?;
     }
     Ok(())
 }
