@@ -30,6 +30,13 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{next}")
 }
 
+/// The smallest id minted at `ms` with `prefix`: every id below it was
+/// minted before.
+pub fn id_bound(prefix: &str, ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0).min((1 << 48) - 1);
+    format!("{prefix}{}", ulid::Ulid::from_parts(ms, 0))
+}
+
 /// An id type: stored and shown as its string, minted with its prefix.
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident, $prefix:expr) => {

@@ -22,12 +22,16 @@ const EVICT_CHECK_EVERY: usize = 4096;
 const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 /// How long a queued caller waits for an in-flight slot.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
-/// How long a caller queued behind an endpoint waits before it looks again:
-/// if the endpoint is answering it waits out the rest of `IN_FLIGHT_WAIT`,
-/// if not (new and silent so far, or stuck) it gives its worker slot back.
-/// An endpoint that went dark a moment ago would otherwise hold every
-/// queued worker for the whole wait.
+/// How long a caller queued behind an endpoint that has never finished a
+/// request (new to this process) waits before it gives its worker slot back;
+/// behind one that has, it waits out `IN_FLIGHT_WAIT`. A new endpoint that is
+/// dark would otherwise hold every queued worker for the whole wait. Such an
+/// endpoint counts as stuck at once, but is held back only `SILENT_HOLD`
+/// (a healthy one may just be slower than 100 ms).
 const FIRST_WAIT: Duration = Duration::from_millis(100);
+/// How long callers of a new endpoint that left one waiting `FIRST_WAIT`
+/// with nothing finished are held back (its queued jobs parked as long).
+const SILENT_HOLD: Duration = Duration::from_secs(2);
 /// An endpoint that finished a request this recently is "answering".
 const MOVING: Duration = Duration::from_secs(1);
 
@@ -87,8 +91,8 @@ struct Endpoint {
     /// When a request to it last finished, whatever its outcome.
     last_completed: Option<Instant>,
     first_seen: Instant,
-    /// A caller queued for a slot gave up after `FIRST_WAIT` with nothing
-    /// answered: a new endpoint that is silent with its cap full.
+    /// A caller queued behind its full cap gave up after `FIRST_WAIT` before
+    /// it had ever finished a request: new and silent.
     waited_in_silence: bool,
     /// Until when its queued jobs were last parked.
     parked_until: Option<Instant>,
@@ -102,8 +106,8 @@ impl Endpoint {
     }
 
     /// No request finished for over a second. A new endpoint gets a second
-    /// before it can be called stuck, unless a caller queued behind its full
-    /// cap waited `FIRST_WAIT` and nothing finished.
+    /// before it can be called stuck, unless it left a caller waiting
+    /// `FIRST_WAIT` with nothing finished.
     fn stuck(&self) -> bool {
         !self.answering()
             && (self.last_completed.is_some()
@@ -180,14 +184,14 @@ impl EndpointGovernor {
                 self.take(e, slot)
             }
             _ => {
-                e.waited_in_silence |= !e.answering();
+                e.waited_in_silence |= e.last_completed.is_none();
                 Err(Held::InFlight(self.hold_for(e)))
             }
         }
     }
 
     /// A queued caller's wait for a slot: `FIRST_WAIT`, and the rest of
-    /// `IN_FLIGHT_WAIT` only if the endpoint is answering.
+    /// `IN_FLIGHT_WAIT` once the endpoint has finished a request.
     async fn wait_for_slot(
         &self,
         endpoint: &str,
@@ -201,7 +205,8 @@ impl EndpointGovernor {
         }
         let answered = {
             let map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-            map.get(endpoint).is_some_and(Endpoint::answering)
+            map.get(endpoint)
+                .is_some_and(|e| e.last_completed.is_some())
         };
         let rest = if answered {
             IN_FLIGHT_WAIT - FIRST_WAIT
@@ -215,7 +220,11 @@ impl EndpointGovernor {
     /// second, or about half a request timeout for a stuck endpoint (its
     /// slots are held by requests that will time out).
     fn hold_for(&self, e: &Endpoint) -> Duration {
-        if e.stuck() {
+        if e.last_completed.is_none() && e.waited_in_silence {
+            // New and silent so far: long enough to park its queued jobs,
+            // short for a healthy endpoint slower than `FIRST_WAIT`.
+            SILENT_HOLD
+        } else if e.stuck() {
             (self.settings.request_timeout / 2).clamp(IN_FLIGHT_RETRY, Duration::from_secs(5))
         } else {
             IN_FLIGHT_RETRY
@@ -447,8 +456,8 @@ mod tests {
     }
 
     /// Behind an endpoint that never answered, a queued caller gives its
-    /// worker back after `FIRST_WAIT`; once it has answered, a caller waits
-    /// for a slot that frees later than that.
+    /// worker back after `FIRST_WAIT`; behind one that has answered, even
+    /// after a second idle, a caller waits for a slot that frees later.
     #[tokio::test]
     async fn a_caller_waits_long_only_behind_an_endpoint_that_answers() {
         let g = Arc::new(EndpointGovernor::new(GovernorSettings {
@@ -466,14 +475,16 @@ mod tests {
             gave_up >= FIRST_WAIT && gave_up < IN_FLIGHT_WAIT / 2,
             "gave up after {gave_up:?}"
         );
-        // Silent with its cap full: stuck at once, held for half a request
-        // timeout (so its queued jobs are parked), not for the second a new
-        // endpoint otherwise gets.
-        assert_eq!(held.unwrap_err(), Held::InFlight(Duration::from_secs(5)));
+        // Held back (and its jobs parked) for `SILENT_HOLD`, not for the
+        // half request timeout of an endpoint that stopped answering.
+        assert_eq!(held.unwrap_err(), Held::InFlight(SILENT_HOLD));
         drop(dark);
 
+        // An endpoint that answered before, then was idle for over a second:
+        // a caller still waits for a slot that frees after 300 ms.
         drop(g.admit("live", None).await.unwrap());
         g.record("live", true);
+        tokio::time::sleep(MOVING + Duration::from_millis(100)).await;
         let busy = g.admit("live", None).await.unwrap();
         let g2 = g.clone();
         let waiter = tokio::spawn(async move { g2.admit("live", None).await.map(|_| ()) });

@@ -8,14 +8,7 @@
 use super::sql::{id_rows, query, Sql};
 use super::Store;
 use crate::error::AppResult;
-use crate::ids::{DeadLetterId, DeliveryId};
-
-/// The smallest id minted at `ms` with `prefix`: every id below it was
-/// minted before.
-fn id_bound(prefix: &str, ms: i64) -> String {
-    let ms = u64::try_from(ms).unwrap_or(0).min((1 << 48) - 1);
-    format!("{prefix}{}", ulid::Ulid::from_parts(ms, 0))
-}
+use crate::ids::{id_bound, DeadLetterId, DeliveryId};
 
 const OLD_SUCCEEDED: Sql = Sql::both(
     "SELECT id FROM deliveries WHERE status = 'succeeded' AND id < $1 AND completed_at < $2 \

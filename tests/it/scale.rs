@@ -169,13 +169,24 @@ async fn three_workers_and_two_scanners_share_one_database() {
     procs.0[0].kill().unwrap();
     procs.0[0].wait().unwrap();
     let total = PAYMENTS * 2; // detected + confirmed
-    wait_for(Duration::from_secs(90), "every event delivered", || {
-        let (watch, env) = (watch.clone(), &env);
-        async move {
-            let all = events_total(env).await == total && watch.delivered() == total;
-            all.then_some(())
-        }
-    })
+                              // Delivered and recorded: a job the killed worker sent but could not
+                              // record is sent again after the takeover (at least once).
+    wait_for(
+        Duration::from_secs(90),
+        "every event delivered and recorded",
+        || {
+            let (watch, env) = (watch.clone(), &env);
+            async move {
+                let all = events_total(env).await == total
+                    && watch.delivered() == total
+                    && env
+                        .count("SELECT COUNT(*) FROM deliveries WHERE status <> 'succeeded'")
+                        .await
+                        == 0;
+                all.then_some(())
+            }
+        },
+    )
     .await;
     let recovered = killed_at.elapsed();
     let (requests, overlaps) = {

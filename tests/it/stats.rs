@@ -58,4 +58,19 @@ async fn latency_sample_is_the_succeeded_deliveries_of_the_window() {
     assert_eq!(of(now - hour, Some(&a)).await, [100, 300]);
     assert_eq!(of(now - 24 * hour, Some(&a)).await, [5, 100, 300]);
     assert_eq!(of(now - hour, Some(&b)).await, [700]);
+
+    // A backlog newer than every succeeded delivery, larger than a page of
+    // the look-up: the sample is still found behind it.
+    let mut tx = env.store.begin_write().await.unwrap();
+    let targets = payhook::store::endpoints::targets_in(&mut tx, &a)
+        .await
+        .unwrap();
+    for _ in 0..6_000 {
+        payhook::store::events::emit_test(&mut tx, &a, &targets.endpoints[0], now_ms())
+            .await
+            .unwrap();
+    }
+    env.store.commit(tx, true).await.unwrap();
+    assert_eq!(of(now - hour, None).await, [100, 300, 700]);
+    assert_eq!(of(now - hour, Some(&a)).await, [100, 300]);
 }
