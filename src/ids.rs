@@ -14,6 +14,16 @@ pub const DELIVERY: &str = "dlv_";
 pub const DEAD_LETTER: &str = "dlq_";
 pub const ENDPOINT: &str = "ep_";
 
+/// How far ahead of the clock the last id may be before the generator
+/// starts again (ids of one millisecond count up from the previous one).
+const CLOCK_SLACK_MS: u64 = 2_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A new id: the prefix then a ULID, so ids sort by creation time. Within
 /// one process they are strictly increasing, also inside one millisecond
 /// (lists such as the audit log page newest first by id); across processes
@@ -21,13 +31,25 @@ pub const ENDPOINT: &str = "ep_";
 pub fn new_id(prefix: &str) -> String {
     static GENERATOR: std::sync::Mutex<ulid::Generator> =
         std::sync::Mutex::new(ulid::Generator::new());
-    let next = GENERATOR
+    let mut generator = GENERATOR
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .generate()
-        // 2^80 ids in one millisecond: start afresh rather than fail.
-        .unwrap_or_else(|_| ulid::Ulid::new());
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let next = next_ulid(&mut generator, now_ms());
     format!("{prefix}{next}")
+}
+
+fn next_ulid(generator: &mut ulid::Generator, now: u64) -> ulid::Ulid {
+    match generator.generate() {
+        // The clock stepped back after a jump ahead: the generator would
+        // keep counting up from the jump's time; start again from now.
+        Ok(id) if id.timestamp_ms() > now.saturating_add(CLOCK_SLACK_MS) => {
+            *generator = ulid::Generator::new();
+            generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+        }
+        Ok(id) => id,
+        // The random part ran out within one millisecond: a fresh ULID.
+        Err(_) => ulid::Ulid::new(),
+    }
 }
 
 /// The smallest id minted at `ms` with `prefix`: every id below it was
@@ -229,6 +251,21 @@ mod tests {
         assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 30);
         assert!(a < b);
         assert!(DeliveryId::new().as_str().starts_with("dlv_"));
+    }
+
+    #[test]
+    fn ids_follow_the_clock_back_after_it_jumped_ahead() {
+        let mut g = ulid::Generator::new();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let ahead = g.generate_from_datetime(later).unwrap();
+        let next = next_ulid(&mut g, now_ms());
+        assert!(
+            next.timestamp_ms() <= now_ms() + 1,
+            "still counting from the jump"
+        );
+        assert!(next < ahead);
+        let after = next_ulid(&mut g, now_ms());
+        assert!(after > next, "increasing again from now");
     }
 
     #[test]

@@ -55,8 +55,10 @@ const RECORD_SUCCESS: Sql = Sql::each(
      AND endpoint IN (SELECT value ->> 'id' FROM payhook_json_rows($1::jsonb))",
 );
 
-/// Rows `{"id": key, "n": failures}`, in key order (the order rows are
-/// locked in, so two writers cannot deadlock on them).
+/// Rows `{"id": key, "n": failures}`, inserted in key order. (The success
+/// statements lock rows in plan order, after a batch's failures: two
+/// Postgres writers with crossing keys can still deadlock, and the batch
+/// is then retried.)
 const RECORD_FAILURE: Sql = Sql::each(
     "INSERT INTO endpoint_health (endpoint, failing_since, last_failure_at, failures) \
      SELECT value ->> 'id', $2, $2, CAST(value ->> 'n' AS BIGINT) FROM json_each($1) \
