@@ -19,9 +19,7 @@ pub const ENDPOINT: &str = "ep_";
 const CLOCK_SLACK_MS: u64 = 2_000;
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    u64::try_from(crate::time::now_ms()).unwrap_or(0)
 }
 
 /// A new id: the prefix then a ULID, so ids sort by creation time. Within

@@ -29,8 +29,8 @@ pub struct WorkerSettings {
     /// (drain 8,400 → 10,000/s at 64 slots, docs/benchmarks.md). Postgres:
     /// one per slot (10 to 200): workers there scale out, and a killed
     /// worker's fetched jobs wait for the orphan takeover (four times as
-    /// many pushed the scale test's recovery past 30 s), for no measured
-    /// gain in its drain.
+    /// many pushed the scale test's recovery past 30 s). That costs its
+    /// drain about a quarter (docs/benchmarks.md, change 2).
     pub batch_size: usize,
     /// A worker silent this long has its jobs handed to others.
     pub orphan_after: Duration,

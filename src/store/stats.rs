@@ -138,39 +138,46 @@ pub async fn latencies(
     since: i64,
     merchant: Option<&MerchantId>,
 ) -> AppResult<Vec<i64>> {
-    let mut v: Vec<i64> = Vec::new();
-    if let Some(m) = merchant {
-        v = query(LATENCIES_OF)
-            .bind(since)
-            .bind(m)
-            .bind(LATENCY_SAMPLE)
-            .scalars(store.db())
-            .await?;
-    } else {
-        let mut below = None;
-        for _ in 0..LATENCY_PAGES {
-            let page: Vec<(i64, Option<i64>)> = match below {
-                None => query(LATENCY_FIRST_PAGE).bind(since).bind(LATENCY_PAGE),
-                Some(b) => query(LATENCY_PAGE_ALL)
-                    .bind(since)
-                    .bind(b)
-                    .bind(LATENCY_PAGE),
-            }
-            .fetch_all(store.db())
-            .await?;
-            let full = page.len() as i64 == LATENCY_PAGE;
-            let Some((oldest, _)) = page.last() else {
-                break;
-            };
-            below = Some(*oldest);
-            v.extend(page.iter().filter_map(|(_, ms)| *ms));
-            if v.len() as i64 >= LATENCY_SAMPLE || !full {
-                break;
-            }
+    let mut v: Vec<i64> = match merchant {
+        Some(m) => {
+            query(LATENCIES_OF)
+                .bind(since)
+                .bind(m)
+                .bind(LATENCY_SAMPLE)
+                .scalars(store.db())
+                .await?
         }
-        v.truncate(LATENCY_SAMPLE as usize);
-    }
+        None => newest_succeeded(store, since).await?,
+    };
     v.sort_unstable();
+    Ok(v)
+}
+
+/// The whole system's sample, newest first, page by page.
+async fn newest_succeeded(store: &Store, since: i64) -> AppResult<Vec<i64>> {
+    let mut v = Vec::new();
+    let mut below = None;
+    for _ in 0..LATENCY_PAGES {
+        let page: Vec<(i64, Option<i64>)> = match below {
+            None => query(LATENCY_FIRST_PAGE).bind(since).bind(LATENCY_PAGE),
+            Some(b) => query(LATENCY_PAGE_ALL)
+                .bind(since)
+                .bind(b)
+                .bind(LATENCY_PAGE),
+        }
+        .fetch_all(store.db())
+        .await?;
+        let full = page.len() as i64 == LATENCY_PAGE;
+        let Some((oldest, _)) = page.last() else {
+            break;
+        };
+        below = Some(*oldest);
+        v.extend(page.iter().filter_map(|(_, ms)| *ms));
+        if v.len() as i64 >= LATENCY_SAMPLE || !full {
+            break;
+        }
+    }
+    v.truncate(LATENCY_SAMPLE as usize);
     Ok(v)
 }
 
